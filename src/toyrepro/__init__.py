@@ -1,0 +1,3 @@
+"""toyrepro: toy-scale, honest reproductions of language-model papers."""
+
+__version__ = "0.1.0"

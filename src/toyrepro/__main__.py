@@ -1,0 +1,3 @@
+from toyrepro.cli import main
+
+main()

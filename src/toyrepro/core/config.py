@@ -1,0 +1,150 @@
+"""Structured-config schemas: every key has a type, and `validate()` checks every range.
+
+Hydra composes `configs/` on top of `Config` (registered in the ConfigStore as
+`toyrepro_schema`), so an unknown key or a wrong type stops the run at composition with
+Hydra's message. Ranges (a negative layer count, a learning rate <= 0, ...) are checked by
+`validate()` right after composition, before any work, and reported as one line:
+
+    config error: model.n_layer must be >= 1 (got -1)
+
+Each experiment owns its section's dataclass (e.g. `gpt.config.GPTTaskConfig`) and its
+checks; they are collected here so that one schema covers the whole config tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is out of range. The message names the key, the rule and the fix."""
+
+
+def check(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule} (got {value!r})")
+
+
+@dataclass
+class ModelConfig:
+    """The from-scratch GPT (core/gpt.py). Field meanings as in `GPTConfig`."""
+
+    vocab_size: int = 256
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+
+    def validate(self, p: str = "model") -> None:
+        for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            check(getattr(self, k) >= 1, f"{p}.{k}", ">= 1", getattr(self, k))
+        check(self.n_embd % self.n_head == 0, f"{p}.n_embd", f"divisible by {p}.n_head={self.n_head}", self.n_embd)
+        check(0.0 <= self.dropout < 1.0, f"{p}.dropout", "in [0, 1)", self.dropout)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio * lr` (GPT-2/3 recipe)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    batch_size: int = 32
+
+    def validate(self, p: str = "optim") -> None:
+        check(self.lr > 0, f"{p}.lr", "> 0", self.lr)
+        check(self.weight_decay >= 0, f"{p}.weight_decay", ">= 0", self.weight_decay)
+        check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{p}.beta1/beta2", "in [0, 1)", (self.beta1, self.beta2))
+        check(self.warmup_steps >= 0, f"{p}.warmup_steps", ">= 0", self.warmup_steps)
+        check(0 <= self.min_lr_ratio <= 1, f"{p}.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        check(self.batch_size >= 1, f"{p}.batch_size", ">= 1", self.batch_size)
+
+
+@dataclass
+class TrainerConfig:
+    """Keyword arguments of `lightning.Trainer` (plus `max_steps` per stage)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    max_steps: int = 1000
+    val_check_interval: int = 200  # steps between validations
+    limit_val_batches: int = 20
+    log_every_n_steps: int = 10
+    gradient_clip_val: float = 1.0
+    checkpoint_every_n_steps: int = 100
+    compile: bool = False  # torch.compile the model (GPU runs)
+
+    def validate(self, p: str = "trainer") -> None:
+        check(self.max_steps >= 1, f"{p}.max_steps", ">= 1", self.max_steps)
+        check(self.val_check_interval >= 1, f"{p}.val_check_interval", ">= 1", self.val_check_interval)
+        check(self.limit_val_batches >= 1, f"{p}.limit_val_batches", ">= 1", self.limit_val_batches)
+        check(self.log_every_n_steps >= 1, f"{p}.log_every_n_steps", ">= 1", self.log_every_n_steps)
+        check(self.gradient_clip_val >= 0, f"{p}.gradient_clip_val", ">= 0", self.gradient_clip_val)
+        check(self.checkpoint_every_n_steps >= 1, f"{p}.checkpoint_every_n_steps", ">= 1", self.checkpoint_every_n_steps)
+        check(self.num_nodes >= 1, f"{p}.num_nodes", ">= 1", self.num_nodes)
+
+
+@dataclass
+class ScaleConfig:
+    name: str = MISSING  # smoke | quick | full
+
+
+@dataclass
+class GPTTaskConfig:
+    """The `gpt` experiment: a byte-level GPT on the Python standard library's source."""
+
+    max_files: int = 400  # stdlib .py files used (sorted by path, pure-ASCII only)
+    val_fraction: float = 0.1  # whole files held out for validation
+    max_val_chars: int = 200_000  # held-out characters scored for bits/char
+    sample_chars: int = 200  # characters sampled for the "decodes to text" claim
+    sample_temperature: float = 0.8
+
+    def validate(self, p: str = "gpt") -> None:
+        check(self.max_files >= 2, f"{p}.max_files", ">= 2", self.max_files)
+        check(0 < self.val_fraction < 1, f"{p}.val_fraction", "in (0, 1)", self.val_fraction)
+        check(self.max_val_chars >= 1, f"{p}.max_val_chars", ">= 1", self.max_val_chars)
+        check(self.sample_chars >= 1, f"{p}.sample_chars", ">= 1", self.sample_chars)
+        check(self.sample_temperature > 0, f"{p}.sample_temperature", "> 0", self.sample_temperature)
+
+
+@dataclass
+class Config:
+    name: str = MISSING  # the experiment (set by configs/experiment/<name>.yaml)
+    seed: int = 0
+    resume: bool = False  # continue from <run_dir>/checkpoints/<stage>/last.ckpt
+    run_dir: str = "${hydra:runtime.output_dir}"
+    cache_dir: str = "${oc.env:TOYREPRO_CACHE,.cache/toyrepro}"  # stage/dataset cache
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: dict[str, Any] = field(default_factory=dict)  # name -> Lightning logger (_target_)
+    # One optional section per experiment.
+    gpt: GPTTaskConfig | None = None
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="toyrepro_schema", node=Config)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Build the typed config and check every section's ranges; raises ConfigError."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, Config)
+    for f in fields(obj):
+        section = getattr(obj, f.name)
+        if is_dataclass(section) and hasattr(section, "validate"):
+            section.validate(f.name)
+    return obj

@@ -1,0 +1,207 @@
+"""A from-scratch GPT-2, in the spirit of "GPT in 60 lines of NumPy" (Jay Mody, 2023).
+
+The architecture is GPT-2's (Radford et al. 2019, §2.3): learned token and position
+embeddings, pre-LayerNorm residual blocks (LN -> causal self-attention -> residual,
+LN -> MLP with tanh-GELU -> residual), a final LayerNorm, and an unembedding tied to the
+token embedding. `tests/test_gpt.py` copies these weights into Hugging Face's
+`GPT2LMHeadModel` and checks the logits agree to 1e-5: this *is* GPT-2.
+
+Deviations from the NumPy original (none change the function computed):
+- attention runs through `F.scaled_dot_product_attention` (fused / flash kernels);
+- an optional KV cache (`past_kv`) for fast sampling, see `core/generate.py`;
+- the residual stream after every block can be returned (`output_hidden_states`) and
+  rewritten (`patch`), which probing and editing (LRE, Hernandez et al. 2023) need.
+
+Hidden-state indexing follows Hugging Face: index 0 is the embedding output (before
+block 0), index i is the residual stream after block i. Unlike Hugging Face, the last
+entry is *before* the final LayerNorm; `unembed(h)` applies LayerNorm + unembedding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+KV = tuple[torch.Tensor, torch.Tensor]
+# patch(layer_index, hidden) -> hidden; layer_index as in the module docstring.
+Patch = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 256  # tokens; 256 = raw bytes
+    block_size: int = 256  # longest context the position table covers
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128  # must be divisible by n_head
+    dropout: float = 0.0  # GPT-2 used 0.1; toy runs are data-rich and short
+    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
+
+
+@dataclass
+class GPTOutput:
+    logits: torch.Tensor  # (B, T, vocab)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # n_layer + 1 tensors (B, T, C)
+    past_kv: list[KV] | None = None  # per layer (k, v), each (B, n_head, T_total, head_dim)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_dim)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        p = self.dropout if self.training else 0.0
+        if past is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        elif T == 1:  # one new token attends to everything before it: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:  # several new tokens after a cache: causal mask offset by the cache length
+            S = k.size(2)
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # GPT-2's GELU is the tanh approximation (Hendrycks & Gimpel 2016, eq. 2).
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings (GPT-2)
+        self.apply(self._init_weights)
+        # GPT-2 §2.3: residual projections scaled by 1/sqrt(number of residual layers).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def unembed(self, h: torch.Tensor) -> torch.Tensor:
+        """Final LayerNorm + tied unembedding: residual stream -> logits."""
+        return self.lm_head(self.ln_f(h))
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        past_kv: list[KV] | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        patch: Patch | None = None,
+    ) -> GPTOutput:
+        B, T = idx.shape
+        start = 0 if past_kv is None else past_kv[0][0].size(2)
+        if start + T > self.cfg.block_size:
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
+                "crop the input or raise model.block_size"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        if patch is not None:
+            x = patch(0, x)
+        hidden = [x] if output_hidden_states else None
+        new_kv: list[KV] = []
+        for i, block in enumerate(self.h):
+            x, kv = block(x, None if past_kv is None else past_kv[i])
+            if patch is not None:
+                x = patch(i + 1, x)
+            if hidden is not None:
+                hidden.append(x)
+            new_kv.append(kv)
+        return GPTOutput(
+            logits=self.unembed(x),
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            past_kv=new_kv if use_cache else None,
+        )
+
+    # -- Hugging Face interop ------------------------------------------------------------
+    def to_hf(self):
+        """The same network as `transformers.GPT2LMHeadModel` (used by tests and benchmarks).
+
+        GPT-2's checkpoints store Linear weights as Conv1D, i.e. transposed: (in, out).
+        """
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        c = self.cfg
+        hf = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd,
+                n_layer=c.n_layer, n_head=c.n_head, activation_function="gelu_new",
+                resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout,
+                layer_norm_epsilon=1e-5, tie_word_embeddings=True, bos_token_id=None, eos_token_id=None,
+            )
+        )
+        sd = {}
+        for k, v in self.state_dict().items():
+            if k == "lm_head.weight":
+                continue
+            is_conv1d = any(k.endswith(f"{m}.weight") for m in ("c_attn", "c_proj", "c_fc"))
+            sd[f"transformer.{k}"] = v.t() if is_conv1d else v
+        missing, unexpected = hf.load_state_dict(sd, strict=False)
+        missing = [m for m in missing if not m.endswith(("attn.bias", "masked_bias", "lm_head.weight"))]
+        if missing or unexpected:
+            raise RuntimeError(f"GPT -> GPT2LMHeadModel: missing {missing}, unexpected {unexpected}")
+        hf.tie_weights()
+        return hf.to(self.wte.weight.device).eval()

@@ -1,0 +1,75 @@
+"""Loggers from config: CSV and TensorBoard locally, Weights & Biases as the team dashboard.
+
+`configs/logger/*.yaml` name Lightning loggers by `_target_`; `build_loggers` instantiates
+them for one stage of a run, adding what only the run knows:
+- CSV / TensorBoard: `version=<stage>`, so `<run_dir>/csv/<stage>/metrics.csv` and
+  `<run_dir>/tensorboard/<stage>/` hold one stage each;
+- W&B: one W&B run per (job, stage): `group` = experiment, `job_type` = stage, the resolved
+  config as the run config, and `mode` offline unless WANDB_MODE is set or an API key is
+  configured (`wandb login`), so nothing ever blocks on a network that is not there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_class
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+
+
+def wandb_mode() -> str:
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path.home() / ".netrc"
+    if netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return "online"
+    return "offline"
+
+
+def build_loggers(
+    logger_cfg: dict[str, Any], stage: str, run_name: str, config: dict[str, Any]
+) -> list[Logger]:
+    loggers: list[Logger] = []
+    for spec in logger_cfg.values():
+        cls = get_class(spec["_target_"])
+        extra: dict[str, Any] = {}
+        if issubclass(cls, CSVLogger | TensorBoardLogger):
+            extra["version"] = stage
+        if issubclass(cls, WandbLogger):
+            extra.update(
+                job_type=stage, name=f"{run_name}-{stage}", config=config, mode=wandb_mode(),
+                settings={"silent": True, "console": "off"},
+            )
+            os.makedirs(spec.get("save_dir", "."), exist_ok=True)
+        kwargs = {k: v for k, v in spec.items() if k != "_target_"}
+        loggers.append(cls(**kwargs, **extra))  # = hydra instantiate; `config` clashes with its signature
+    return loggers
+
+
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Flush every logger; end the W&B run so the next stage/job gets its own."""
+    for lg in loggers:
+        lg.finalize("success")
+        if isinstance(lg, WandbLogger) and lg._experiment is not None:
+            lg.experiment.finish()
+
+
+def log_summary(loggers: list[Logger], summary: dict[str, Any]) -> None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.summary.update(summary)
+
+
+def log_image(loggers: list[Logger], key: str, path: Path, step: int = 0) -> None:
+    import matplotlib.image as mpimg
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.log_image(key=key, images=[str(path)], step=step)
+        elif isinstance(lg, TensorBoardLogger):
+            img = mpimg.imread(str(path))[..., :3]
+            lg.experiment.add_image(key, img, global_step=step, dataformats="HWC")

@@ -1,0 +1,109 @@
+"""One run of one experiment: its directory, its stages' loggers and checkpoints, its figures.
+
+Layout of a run directory (`runs/<experiment>/<date>_<time.microseconds>[_<slurm id>]`):
+
+    .hydra/config.yaml        the resolved config (Hydra writes it)
+    console.log               the console log
+    scorecard.json            claims, measured values, verdict (written last, atomically)
+    metrics.csv               every stage's logged metrics, with a `stage` column
+    checkpoints/<stage>/      last.ckpt (+ stage artefacts)
+    csv/<stage>/ tensorboard/<stage>/ wandb/    logger output
+    figures/*.png             plots
+
+`scorecard.json` is the mark of a finished run: it is written only at the very end.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from lightning.pytorch.loggers import Logger  # noqa: E402
+
+from toyrepro.core.config import Config  # noqa: E402
+from toyrepro.core.io import atomic_path, atomic_write_text  # noqa: E402
+from toyrepro.core.logging import build_loggers, finish_loggers, log_image, log_summary  # noqa: E402
+from toyrepro.core.scorecard import Scorecard  # noqa: E402
+
+log = logging.getLogger("toyrepro")
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    config_dict: dict[str, Any]  # the resolved config, for loggers and the scorecard
+    run_dir: Path
+    _loggers: list[Logger] = field(default_factory=list)
+    _stages: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def stage_dir(self, stage: str) -> Path:
+        d = self.run_dir / "checkpoints" / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def loggers(self, stage: str) -> list[Logger]:
+        """Loggers for `stage`; the previous stage's are finished first."""
+        if self._stages and self._stages[-1] == stage:
+            return self._loggers
+        finish_loggers(self._loggers)
+        self._loggers = build_loggers(self.cfg.logger, stage, self.name, self.config_dict)
+        self._stages.append(stage)
+        return self._loggers
+
+    def save_figure(self, fig: plt.Figure, name: str) -> Path:
+        path = self.run_dir / "figures" / f"{name}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        log_image(self._loggers, f"figures/{name}", path)
+        log.info("figure: %s", path)
+        return path
+
+    def merge_metrics(self) -> Path:
+        """Concatenate every stage's CSV into <run_dir>/metrics.csv with a `stage` column."""
+        rows, cols = [], ["stage"]
+        for f in sorted((self.run_dir / "csv").glob("*/metrics.csv"), key=lambda p: p.stat().st_mtime):
+            stage = f.parent.name
+            with open(f, newline="") as fh:
+                for row in csv.DictReader(fh):
+                    rows.append({"stage": stage, **row})
+                    cols += [k for k in row if k not in cols]
+        out = self.run_dir / "metrics.csv"
+        with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+        return out
+
+    def close(self, scorecard: Scorecard) -> Path:
+        """Write the scorecard (last), print it, put it in the W&B summary, end the loggers."""
+        scorecard.config = self.config_dict
+        summary = {f"claim/{c.id}": c.value for c in scorecard.claims} | {
+            f"claim/{c.id}/passed": c.passed for c in scorecard.claims
+        } | {"scorecard/passed": scorecard.passed}
+        text = scorecard.print()
+        with open(self.run_dir / "console.log", "a") as fh:  # the console log gets it too
+            fh.write(text)
+        log_summary(self._loggers, summary)
+        finish_loggers(self._loggers)
+        self._loggers = []
+        self.merge_metrics()
+        path = scorecard.write(self.run_dir)
+        log.info("scorecard: %s", path)
+        return path
+
+    def write_text(self, relpath: str, text: str) -> Path:
+        path = self.run_dir / relpath
+        atomic_write_text(path, text)
+        return path

@@ -1,0 +1,177 @@
+"""Lightning glue: the causal-LM LightningModule, the Trainer from config, and `fit_stage`.
+
+- `LMModule`: next-token cross-entropy; AdamW (weight decay on matrices only, as in
+  GPT-2/nanoGPT) with linear warmup then cosine decay; gradient clipping by the Trainer.
+- `build_trainer`: a `lightning.Trainer` from `TrainerConfig`, with ModelCheckpoint
+  (`last.ckpt` every `checkpoint_every_n_steps`), atomic checkpoint writes, the loggers of
+  the stage, and a rich progress bar on interactive terminals (a plain periodic log line
+  in batch jobs, where progress bars only clutter Slurm logs).
+- `fit_stage`: runs one stage, resuming from `<run_dir>/checkpoints/<stage>/last.ckpt`
+  when the run is started with `resume=true`.
+A non-finite loss stops the stage with its name and step (`NonFiniteLossError`); the last
+good checkpoint is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from toyrepro.core.config import OptimConfig, TrainerConfig
+from toyrepro.core.io import atomic_path
+
+log = logging.getLogger("toyrepro")
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, stage: str, step: int, value: float):
+        super().__init__(
+            f"stage '{stage}': loss became {value} at step {step}; the last good checkpoint "
+            "is kept. Lower optim.lr or check the data, then rerun with resume=true."
+        )
+        self.stage, self.step = stage, step
+
+
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to a temporary file, then rename: a kill mid-write keeps the old file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
+    if not torch.isfinite(loss).all():
+        raise NonFiniteLossError(stage, step, float(loss.detach().float().mean()))
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def adamw(module: torch.nn.Module, o: OptimConfig, max_steps: int):
+    """AdamW on a module's trainable parameters, decaying only matrices, + warmup-cosine."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr, betas=(o.beta1, o.beta2),
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, o.warmup_steps, max_steps, o.min_lr_ratio)
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class LMModule(L.LightningModule):
+    """Causal language modelling: batches are (B, T+1) token windows."""
+
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, stage: str = "train"):
+        super().__init__()
+        self.model, self.optim, self.max_steps, self.stage = model, optim, max_steps, stage
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        x, y = batch[:, :-1], batch[:, 1:]
+        logits = self.model(x).logits
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        check_finite(loss, self.stage, self.global_step)
+        self.log(f"{self.stage}/loss", loss, prog_bar=True)
+        self.log(f"{self.stage}/lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        loss = self.loss(batch)
+        self.log(f"{self.stage}/val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{self.stage}/val_bits_per_token", loss / math.log(2), sync_dist=True)
+
+    def configure_optimizers(self):
+        return adamw(self.model, self.optim, self.max_steps)
+
+
+class ProgressLog(Callback):
+    """One log line every `every` steps (loss, steps/s) for non-interactive runs."""
+
+    def __init__(self, stage: str, every: int):
+        self.stage, self.every, self.t0 = stage, every, time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 or step == trainer.max_steps:
+            loss = trainer.callback_metrics.get(f"{self.stage}/loss")
+            rate = step / max(1e-9, time.perf_counter() - self.t0)
+            log.info("[%s] step %d/%d loss %.4f (%.1f steps/s)", self.stage, step, trainer.max_steps,
+                     float("nan") if loss is None else float(loss), rate)
+
+
+def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, max_steps: int | None = None,
+                  extra_callbacks: list | None = None) -> L.Trainer:
+    steps = max_steps or t.max_steps
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                        every_n_train_steps=min(t.checkpoint_every_n_steps, steps)),
+        *(extra_callbacks or []),
+    ]
+    interactive = sys.stdout.isatty()
+    if interactive:
+        callbacks.append(RichProgressBar())
+    else:
+        callbacks.append(ProgressLog(stage, max(1, steps // 10)))
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+        precision=t.precision, max_steps=steps, val_check_interval=min(t.val_check_interval, steps),
+        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
+        log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val or None,
+        num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=interactive,
+        enable_model_summary=False, default_root_dir=str(ckpt_dir),
+    )
+
+
+def resume_checkpoint(ckpt_dir: Path, resume: bool) -> str | None:
+    """`last.ckpt` of the stage when resuming; a damaged one is refused with the fix."""
+    last = ckpt_dir / "last.ckpt"
+    if not resume or not last.exists():
+        return None
+    try:
+        fs = get_filesystem(str(last))
+        with fs.open(str(last), "rb") as f:
+            ck = torch.load(f, map_location="cpu", weights_only=False)
+        if "state_dict" not in ck or "global_step" not in ck:
+            raise ValueError("no state_dict/global_step inside")
+    except Exception as e:
+        raise CorruptCheckpointError(
+            f"checkpoint {last} is corrupt or truncated ({type(e).__name__}: {e}); "
+            f"delete it to restart the stage from scratch, or start a new run without resume=true"
+        ) from e
+    log.info("resuming stage from %s (step %d)", last, ck["global_step"])
+    return str(last)
+
+
+def fit_stage(module: L.LightningModule, train_loader, val_loader, t: TrainerConfig, ckpt_dir: Path,
+              loggers: list, stage: str, resume: bool, max_steps: int | None = None) -> L.Trainer:
+    trainer = build_trainer(t, ckpt_dir, loggers, stage, max_steps)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_checkpoint(ckpt_dir, resume))
+    return trainer

@@ -1,0 +1,1 @@
+"""The `gpt` experiment: a from-scratch GPT-2 learns the Python standard library's source."""

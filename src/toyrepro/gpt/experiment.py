@@ -1,0 +1,94 @@
+"""The `gpt` experiment, top to bottom: data -> train the from-scratch GPT -> score it.
+
+Claims (scorecard):
+- `beats_unigram`: held-out bits/char at least 1 bit below the character-frequency
+  baseline (must pass at scale=quick);
+- `beats_gzip`: held-out bits/char below gzip -9's on the same text (scale=full only;
+  gzip's figure is reported in every run);
+- `samples_are_text`: sampled continuations decode to printable text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib.pyplot as plt
+import torch
+
+from toyrepro.core.data import RandomWindows, StepOffsetSampler
+from toyrepro.core.generate import generate
+from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.run import RunContext
+from toyrepro.core.scorecard import Claim, Scorecard
+from toyrepro.core.train import LMModule, fit_stage
+from toyrepro.gpt.corpus import load_corpus
+from toyrepro.gpt.evaluate import (
+    gzip_bits_per_char,
+    model_bits_per_char,
+    printable_fraction,
+    unigram_bits_per_char,
+)
+
+log = logging.getLogger("toyrepro")
+SOURCE = "GPT in 60 lines of NumPy (Mody 2023); GPT-2 (Radford et al. 2019)"
+
+
+def claims() -> list[Claim]:
+    return [
+        Claim("beats_unigram", "held-out bits/char at least 1 bit below the unigram baseline "
+              "(value = unigram - model)", SOURCE, ">=", 1.0, scales=("quick", "full")),
+        Claim("beats_gzip", "held-out bits/char below gzip -9 on the same text (value = gzip - model)",
+              SOURCE, ">", 0.0, scales=("full",)),
+        Claim("samples_are_text", "sampled continuations decode to printable text (fraction)",
+              SOURCE, ">=", 0.95, scales=("quick", "full")),
+    ]
+
+
+def run(ctx: RunContext) -> Scorecard:
+    cfg, task = ctx.cfg, ctx.cfg.gpt
+    card = Scorecard("gpt", cfg.seed, cfg.scale.name).declare(claims())
+    train_text, val_text = load_corpus(cfg.cache_dir, task.max_files, task.val_fraction)
+    log.info("corpus: %d train / %d held-out characters", train_text.numel(), val_text.numel())
+
+    model = GPT(GPTConfig(**vars(cfg.model)))
+    log.info("model: %.2fM parameters", model.num_params() / 1e6)
+    bs, steps, T = cfg.optim.batch_size, cfg.trainer.max_steps, cfg.model.block_size
+    train_ds = RandomWindows(train_text, T, steps * bs, seed=cfg.seed)
+    val_ds = RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed)
+    module = LMModule(torch.compile(model) if cfg.trainer.compile else model, cfg.optim, steps, stage="train")
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=bs, sampler=StepOffsetSampler(len(train_ds), bs, lambda: module.global_step))
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=bs)
+    fit_stage(module, train_loader, val_loader, cfg.trainer, ctx.stage_dir("train"),
+              ctx.loggers("train"), "train", cfg.resume)
+
+    held_out = val_text[: task.max_val_chars]
+    bpc = model_bits_per_char(model, held_out)
+    unigram = unigram_bits_per_char(train_text, held_out)
+    gz = gzip_bits_per_char(held_out)
+    card.record("beats_unigram", unigram - bpc, f"model {bpc:.3f}, unigram {unigram:.3f} bits/char")
+    card.record("beats_gzip", gz - bpc, f"model {bpc:.3f}, gzip -9 {gz:.3f} bits/char")
+
+    prompt = torch.tensor([list(b"def ")], device=next(model.parameters()).device)
+    g = torch.Generator(device=prompt.device).manual_seed(cfg.seed)
+    n_new = min(task.sample_chars, cfg.model.block_size - prompt.size(1))
+    out = generate(model, prompt, n_new, temperature=task.sample_temperature, generator=g)
+    sample = bytes(out[0].tolist()).decode("utf-8", errors="replace")
+    frac = printable_fraction(sample)
+    card.record("samples_are_text", frac, "see samples.txt")
+    ctx.write_text("samples.txt", sample + "\n")
+    log.info("sample:\n%s", sample)
+
+    ctx.save_figure(bits_figure(bpc, unigram, gz), "bits_per_char")
+    return card
+
+
+def bits_figure(model_bpc: float, unigram: float, gz: float) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names, values = ["unigram", "gzip -9", "GPT"], [unigram, gz, model_bpc]
+    ax.bar(names, values, color=["#999", "#c96", "#369"])
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.set_ylabel("held-out bits / char")
+    ax.set_title("GPT vs baselines (lower is better)")
+    return fig

@@ -1,0 +1,49 @@
+"""Shared test helpers: run the real CLI in a subprocess, in a scratch directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
+
+
+def cli_env(tmp_cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", TOYREPRO_CACHE=str(tmp_cache),
+               PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0", OMP_NUM_THREADS="2")
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, cache: Path, check: bool = True, timeout: float = 600,
+            **popen) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "toyrepro", *args], cwd=cwd, env=cli_env(cache),
+                          capture_output=True, text=True, timeout=timeout, **popen)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"toyrepro {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob(".hydra/config.yaml"))
+
+
+def scorecard(run_dir: Path) -> dict:
+    return json.loads((run_dir / "scorecard.json").read_text())
+
+
+def claim_values(card: dict) -> dict[str, float | None]:
+    return {c["id"]: c["value"] for c in card["claims"]}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One dataset/stage cache for the whole session: data is built once."""
+    return tmp_path_factory.mktemp("cache")

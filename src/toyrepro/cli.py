@@ -28,6 +28,10 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 # experiment name -> "module:function" taking a RunContext and returning a Scorecard
 EXPERIMENTS = {
     "gpt": "toyrepro.gpt.experiment:run",
+    "rlhf": "toyrepro.rlhf.experiment:run",
+    "toolformer": "toyrepro.toolformer.experiment:run",
+    "lre": "toyrepro.probing.experiment:run",
+    "lre_smollm2": "toyrepro.probing.experiment:run",
 }
 
 log = logging.getLogger("toyrepro")

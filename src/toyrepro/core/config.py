@@ -13,20 +13,19 @@ checks; they are collected here so that one schema covers the whole config tree.
 
 from __future__ import annotations
 
+__all__ = ["Config", "ConfigError", "check", "register", "validate"]
+
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value is out of range. The message names the key, the rule and the fix."""
-
-
-def check(ok: bool, key: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key} must be {rule} (got {value!r})")
+from toyrepro.core.checks import ConfigError, check
+from toyrepro.gpt.config import GPTTaskConfig
+from toyrepro.probing.config import LREConfig
+from toyrepro.rlhf.config import RLHFConfig
+from toyrepro.toolformer.config import ToolformerConfig
 
 
 @dataclass
@@ -102,24 +101,6 @@ class ScaleConfig:
 
 
 @dataclass
-class GPTTaskConfig:
-    """The `gpt` experiment: a byte-level GPT on the Python standard library's source."""
-
-    max_files: int = 400  # stdlib .py files used (sorted by path, pure-ASCII only)
-    val_fraction: float = 0.1  # whole files held out for validation
-    max_val_chars: int = 200_000  # held-out characters scored for bits/char
-    sample_chars: int = 200  # characters sampled for the "decodes to text" claim
-    sample_temperature: float = 0.8
-
-    def validate(self, p: str = "gpt") -> None:
-        check(self.max_files >= 2, f"{p}.max_files", ">= 2", self.max_files)
-        check(0 < self.val_fraction < 1, f"{p}.val_fraction", "in (0, 1)", self.val_fraction)
-        check(self.max_val_chars >= 1, f"{p}.max_val_chars", ">= 1", self.max_val_chars)
-        check(self.sample_chars >= 1, f"{p}.sample_chars", ">= 1", self.sample_chars)
-        check(self.sample_temperature > 0, f"{p}.sample_temperature", "> 0", self.sample_temperature)
-
-
-@dataclass
 class Config:
     name: str = MISSING  # the experiment (set by configs/experiment/<name>.yaml)
     seed: int = 0
@@ -131,8 +112,11 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] = field(default_factory=dict)  # name -> Lightning logger (_target_)
-    # One optional section per experiment.
+    # One optional section per experiment; each experiment owns its dataclass.
     gpt: GPTTaskConfig | None = None
+    rlhf: RLHFConfig | None = None
+    toolformer: ToolformerConfig | None = None
+    lre: LREConfig | None = None
 
 
 def register() -> None:

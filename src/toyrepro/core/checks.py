@@ -1,0 +1,14 @@
+"""Range checks for config sections: one line naming the key, the rule and the value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value is out of range. The message names the key, the rule and the fix."""
+
+
+def check(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {rule} (got {value!r})")

@@ -32,7 +32,7 @@ def run_cli(args: list[str], cwd: Path, cache: Path, check: bool = True, timeout
 
 
 def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob(".hydra/config.yaml"))
+    return sorted(p.parent.parent for p in root.rglob(".hydra/config.yaml"))
 
 
 def scorecard(run_dir: Path) -> dict:

@@ -34,6 +34,9 @@ EXPERIMENTS = {
     "lre_smollm2": "toyrepro.probing.experiment:run",
 }
 
+# trained stages per experiment (for the disk estimate printed at the start of a run)
+STAGES = {"gpt": 1, "rlhf": 5, "toolformer": 4, "lre": 1, "lre_smollm2": 0}
+
 log = logging.getLogger("toyrepro")
 
 
@@ -88,6 +91,8 @@ def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
     import lightning as L
 
     from toyrepro.core.data import DamagedCacheError
+    from toyrepro.core.disk import DiskFullError, check_space, estimate_run_bytes, gpt_params
+    from toyrepro.core.lm import MissingExtraError
     from toyrepro.core.run import RunContext
     from toyrepro.core.train import CorruptCheckpointError, NonFiniteLossError
 
@@ -95,7 +100,9 @@ def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
     module, fn = EXPERIMENTS[cfg.name].split(":")
     ctx = RunContext(cfg, config_dict, run_dir)
     log.info("run dir: %s", run_dir)
+    n_params = gpt_params(cfg.model.vocab_size, cfg.model.block_size, cfg.model.n_layer, cfg.model.n_embd)
     try:
+        log.info(check_space(run_dir, estimate_run_bytes(n_params, n_stages=STAGES.get(cfg.name, 1))))
         card = getattr(importlib.import_module(module), fn)(ctx)
     except NonFiniteLossError as e:
         from toyrepro.core.scorecard import Scorecard
@@ -103,9 +110,9 @@ def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
         card = Scorecard(cfg.name, cfg.seed, cfg.scale.name, failure=str(e))
         ctx.close(card)
         _fail(str(e))
-    except (CorruptCheckpointError, DamagedCacheError, UserError) as e:
+    except (CorruptCheckpointError, DamagedCacheError, DiskFullError, UserError) as e:
         _fail(str(e))
-    except ImportError as e:  # a missing optional extra names its install command
+    except MissingExtraError as e:  # names its install command
         _fail(str(e))
     ctx.close(card)
     return card

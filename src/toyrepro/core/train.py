@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from toyrepro.core.config import OptimConfig, TrainerConfig
+from toyrepro.core.disk import DiskFullError, is_disk_full
 from toyrepro.core.io import atomic_path
 
 log = logging.getLogger("toyrepro")
@@ -51,8 +52,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file, then rename: a kill mid-write keeps the old file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+        except OSError as e:
+            if is_disk_full(e):  # the previous checkpoint is untouched (atomic rename)
+                raise DiskFullError(
+                    f"disk full while writing checkpoint {path}; the previous checkpoint is "
+                    "intact. Free some space and rerun with resume=true"
+                ) from e
+            raise
 
 
 def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:

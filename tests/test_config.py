@@ -5,9 +5,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import EXPERIMENTS, REPO, run_cli, run_dirs
-from toyrepro.core import config as schema
 from toyrepro import cli  # noqa: F401  (registers the schema and the run_suffix resolver)
+from toyrepro.core import config as schema
+
+from conftest import EXPERIMENTS, REPO, run_cli, run_dirs
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

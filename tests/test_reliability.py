@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from conftest import cli_env, run_cli, run_dirs, scorecard
-from toyrepro.core.disk import DiskFullError
-from toyrepro.core.train import AtomicCheckpointIO, LMModule, NonFiniteLossError
 from toyrepro.core.config import OptimConfig
+from toyrepro.core.disk import DiskFullError
 from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.train import AtomicCheckpointIO, LMModule, NonFiniteLossError
+
+from conftest import cli_env, run_cli, run_dirs, scorecard
 
 
 def test_nan_loss_stops_the_stage_and_fails_the_scorecard(tmp_path, cache_dir):

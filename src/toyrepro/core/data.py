@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 import datasets
+import torch
 from datasets import Dataset, load_from_disk
 from filelock import FileLock
 

@@ -74,7 +74,7 @@ def plot(cards: list[dict], out_dir: Path) -> list[Path]:
     paths = []
     for (exp, scale), rows in aggregate(cards).items():
         fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.5))
-        for i, (cid, r) in enumerate(rows.items()):
+        for i, r in enumerate(rows.values()):
             if r["values"]:
                 ax.bar(i, statistics.mean(r["values"]), color="#9bd", yerr=statistics.pstdev(r["values"]))
                 ax.scatter([i] * len(r["values"]), r["values"], color="k", s=10, zorder=3)

@@ -1,0 +1,64 @@
+"""Side-by-side timing: both sides in one process, alternating, after warm-up; medians and ratio.
+
+These machines are noisy, so a single figure means little; what counts is the *ratio* of
+two sides measured in the same conditions. Each repetition times side A then side B (then
+B then A on the next, so drift hits both equally) with `torch.utils.benchmark.Timer`,
+which handles thread settings and synchronisation; the median over repetitions is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.benchmark import Timer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    return {
+        "machine": platform.node(), "processor": platform.processor() or platform.machine(),
+        "cpus": torch.get_num_threads(), "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def compare(a: Callable[[], object], b: Callable[[], object], reps: int = 5, number: int = 1,
+            warmup: int = 1) -> tuple[float, float]:
+    """Median seconds per call of a and b, measured alternately."""
+    for _ in range(warmup):
+        a(), b()
+    ta, tb = [], []
+    for r in range(reps):
+        order = [(a, ta), (b, tb)] if r % 2 == 0 else [(b, tb), (a, ta)]
+        for fn, out in order:
+            out.append(Timer(stmt="fn()", globals={"fn": fn}).timeit(number).mean)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def record(name: str, figures: dict, ratios: dict[str, dict], notes: str = "") -> dict:
+    """Write benchmarks/results/<name>.json; ratios: label -> {value, target, higher_is_better}."""
+    for r in ratios.values():
+        hib = r.get("higher_is_better", True)
+        r["met"] = (r["value"] >= r["target"]) if hib else (r["value"] <= r["target"])
+    result = {"name": name, **machine(), "figures": figures, "ratios": ratios, "notes": notes}
+    import harness  # the folder may be redirected by run_all --out
+
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    (harness.RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def results_table(results: list[dict]) -> str:
+    lines = ["| benchmark | ratio | value | target | met | device |", "|---|---|---|---|---|---|"]
+    for res in results:
+        for label, r in res["ratios"].items():
+            op = ">=" if r.get("higher_is_better", True) else "<="
+            lines.append(f"| {res['name']} | {label} | {r['value']:.2f} | {op} {r['target']} | "
+                         f"{'yes' if r['met'] else '**no**'} | {res['device']} |")
+    return "\n".join(lines)

@@ -1,0 +1,20 @@
+"""Each benchmark runs (tiny sizes) and writes its result file; no timing is asserted here."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_every_benchmark_runs_tiny(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--tiny",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from run_all import BENCHMARKS
+
+    for name in BENCHMARKS:
+        res = json.loads((tmp_path / f"{name}.json").read_text())
+        assert res["ratios"] and all(r["value"] > 0 for r in res["ratios"].values()), name
+        assert {"torch", "device", "figures"} <= set(res)

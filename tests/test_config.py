@@ -77,3 +77,14 @@ def test_schema_rejects_wrong_types_directly():
     cfg = OmegaConf.structured(schema.Config)
     with pytest.raises(Exception, match="n_layer"):
         cfg.model.n_layer = "many"
+
+
+def test_slurm_launcher_composes_with_its_settings():
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=gpt", "hydra/launcher=slurm",
+                                           "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
+    for key in ("timeout_min", "mem_gb", "array_parallelism", "setup"):
+        assert key in launcher

@@ -37,6 +37,9 @@ def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
     run_cli([*args, "resume=true"], tmp_path, cache_dir)
     assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
     assert f"resuming stage from {last}" in (run_dir / "console.log").read_text()
+    stages = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(stages) > 2 and {line.split(",")[0] for line in stages[1:]} == {"train"}
+    assert (run_dir / "csv" / "train.resume1" / "metrics.csv").exists(), "the first attempt's log is kept"
 
 
 def test_corrupt_checkpoint_is_refused_on_resume(tmp_path, cache_dir):

@@ -30,6 +30,15 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def _fresh_version(root: Path, stage: str) -> str:
+    """`stage`, or `stage.resume<k>` when an earlier attempt of the stage already logged."""
+    version, k = stage, 0
+    while (root / version / "metrics.csv").exists():
+        k += 1
+        version = f"{stage}.resume{k}"
+    return version
+
+
 def build_loggers(
     logger_cfg: dict[str, Any], stage: str, run_name: str, config: dict[str, Any]
 ) -> list[Logger]:
@@ -37,8 +46,10 @@ def build_loggers(
     for spec in logger_cfg.values():
         cls = get_class(spec["_target_"])
         extra: dict[str, Any] = {}
-        if issubclass(cls, CSVLogger | TensorBoardLogger):
-            extra["version"] = stage
+        if issubclass(cls, TensorBoardLogger):
+            extra["version"] = stage  # a resumed stage adds event files beside the old ones
+        if issubclass(cls, CSVLogger):  # Lightning would delete a resumed stage's old CSV
+            extra["version"] = _fresh_version(Path(spec["save_dir"]) / spec.get("name", ""), stage)
         if issubclass(cls, WandbLogger):
             extra.update(
                 job_type=stage, name=f"{run_name}-{stage}", config=config, mode=wandb_mode(),

@@ -74,7 +74,7 @@ class RunContext:
         """Concatenate every stage's CSV into <run_dir>/metrics.csv with a `stage` column."""
         rows, cols = [], ["stage"]
         for f in sorted((self.run_dir / "csv").glob("*/metrics.csv"), key=lambda p: p.stat().st_mtime):
-            stage = f.parent.name
+            stage = f.parent.name.split(".resume")[0]
             with open(f, newline="") as fh:
                 for row in csv.DictReader(fh):
                     rows.append({"stage": stage, **row})

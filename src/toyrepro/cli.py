@@ -22,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from toyrepro.core import config as schema
+from toyrepro.core.checks import UserError  # noqa: F401  (re-exported for experiments)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
@@ -50,10 +51,6 @@ def _run_suffix() -> str:
 if not OmegaConf.has_resolver("run_suffix"):
     OmegaConf.register_new_resolver("run_suffix", _run_suffix)
 schema.register()
-
-
-class UserError(RuntimeError):
-    """Bad input: printed as one line, exit status 2."""
 
 
 def _fail(msg: str, run_dir: Path | None = None, remove: bool = False) -> None:
@@ -96,6 +93,10 @@ def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
     from toyrepro.core.run import RunContext
     from toyrepro.core.train import CorruptCheckpointError, NonFiniteLossError
 
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, fn = EXPERIMENTS[cfg.name].split(":")
     ctx = RunContext(cfg, config_dict, run_dir)

@@ -12,3 +12,8 @@ class ConfigError(ValueError):
 def check(ok: bool, key: str, rule: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"{key} must be {rule} (got {value!r})")
+
+
+class UserError(RuntimeError):
+    """Bad input found while running (data, files, combinations of settings): the CLI prints
+    the message as one line and exits with status 2."""

@@ -104,6 +104,7 @@ class ScaleConfig:
 class Config:
     name: str = MISSING  # the experiment (set by configs/experiment/<name>.yaml)
     seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
     resume: bool = False  # continue from <run_dir>/checkpoints/<stage>/last.ckpt
     run_dir: str = "${hydra:runtime.output_dir}"
     cache_dir: str = "${oc.env:TOYREPRO_CACHE,.cache/toyrepro}"  # stage/dataset cache
@@ -127,6 +128,7 @@ def validate(cfg: DictConfig) -> Config:
     """Build the typed config and check every section's ranges; raises ConfigError."""
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, Config)
+    check(obj.threads >= 0, "threads", ">= 0 (0 = torch's default)", obj.threads)
     for f in fields(obj):
         section = getattr(obj, f.name)
         if is_dataclass(section) and hasattr(section, "validate"):

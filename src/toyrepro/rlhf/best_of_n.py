@@ -1,0 +1,120 @@
+"""Best-of-n sampling against the proxy, and Gao et al.'s functional forms.
+
+Best-of-n (Nakano et al. 2021; Gao et al. 2022 §2.2): draw n completions from the SFT
+model, keep the one the proxy (reward model) scores highest, score it with the gold reward.
+
+- Expected best-of-n reward from N >= n samples per prompt, by the unbiased estimator of
+  Nakano et al. / Gao et al. App. I: sorting the N samples by proxy (ranks i = 1..N
+  ascending), E[best of n] = sum_i C(i-1, n-1) / C(N, n) * value_i.
+- KL(best-of-n || SFT), analytic (Stiennon et al. 2020 App. G; Gao et al. §2.2):
+  log n - (n - 1) / n.
+- KL estimated empirically: the exact KL of best-of-n over the N-sample empirical
+  distribution, P(rank i) = (i/N)^n - ((i-1)/N)^n, KL = sum_i P_i log(N P_i). It agrees with
+  the analytic value for n << N and saturates at log N as n -> N (a finite-sample bias we
+  report rather than hide).
+
+Gao et al. §3 fits, with d = sqrt(KL) and R the gold-reward gain over the SFT policy:
+best-of-n R(d) = d (alpha - beta d); RL R(d) = d (alpha - beta log d). Both are linear in
+(alpha, beta), so ordinary least squares (no intercept: R(0) = 0) fits them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def analytic_kl(n: int) -> float:
+    return math.log(n) - (n - 1) / n
+
+
+def order_weights(N: int, n: int) -> torch.Tensor:
+    """w_i = C(i-1, n-1) / C(N, n), i = 1..N: P(the best of n drawn without replacement is rank i)."""
+    i = torch.arange(1, N + 1, dtype=torch.float64)
+    valid = i >= n
+    logw = torch.full((N,), -math.inf, dtype=torch.float64)
+    iv = i[valid]
+    logw[valid] = (torch.lgamma(iv) - math.lgamma(n) - torch.lgamma(iv - n + 1)
+                   - (math.lgamma(N + 1) - math.lgamma(n + 1) - math.lgamma(N - n + 1)))
+    return logw.exp()
+
+
+def empirical_kl(N: int, n: int) -> float:
+    i = torch.arange(1, N + 1, dtype=torch.float64)
+    p = (i / N) ** n - ((i - 1) / N) ** n
+    p = p[p > 0]
+    return float((p * torch.log(N * p)).sum())
+
+
+@dataclass
+class BestOfN:
+    n: list[int]
+    gold: list[float]  # expected gold reward of the best-by-proxy sample
+    proxy: list[float]  # expected proxy reward of the same sample
+    kl_analytic: list[float]
+    kl_empirical: list[float]
+
+
+def best_of_n_curve(proxy: torch.Tensor, gold: torch.Tensor, max_n: int) -> BestOfN:
+    """proxy, gold: (M prompts, N samples). Returns the curve for n = 1, 2, 4, ..., max_n."""
+    M, N = proxy.shape
+    if max_n > N:
+        raise ValueError(f"best-of-{max_n} needs at least {max_n} samples per prompt, got {N}")
+    order = proxy.argsort(dim=1)
+    gold_sorted = gold.gather(1, order).double()
+    proxy_sorted = proxy.gather(1, order).double()
+    ns = [2**k for k in range(int(math.log2(max_n)) + 1)]
+    out = BestOfN(ns, [], [], [], [])
+    for n in ns:
+        w = order_weights(N, n)
+        out.gold.append(float((gold_sorted @ w).mean()))
+        out.proxy.append(float((proxy_sorted @ w).mean()))
+        out.kl_analytic.append(analytic_kl(n))
+        out.kl_empirical.append(empirical_kl(N, n))
+    return out
+
+
+@dataclass
+class Fit:
+    alpha: float
+    beta: float
+    r2: float
+    form: str
+
+    def __call__(self, d: torch.Tensor | float):
+        d = torch.as_tensor(d, dtype=torch.float64)
+        if self.form == "bon":
+            return d * (self.alpha - self.beta * d)
+        return d * (self.alpha - self.beta * torch.log(d.clamp_min(1e-12)))
+
+
+def fit_gao(kl: list[float], gain: list[float], form: str) -> Fit:
+    """Least-squares fit of R(d) with d = sqrt(KL); form 'bon': d(a - b d), 'rl': d(a - b log d)."""
+    if form not in ("bon", "rl"):
+        raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
+    d = torch.tensor(kl, dtype=torch.float64).clamp_min(0).sqrt()
+    y = torch.tensor(gain, dtype=torch.float64)
+    second = d * d if form == "bon" else d * torch.log(d.clamp_min(1e-12))
+    X = torch.stack([d, -second], dim=1)
+    coef = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
+    resid = y - X @ coef
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+    return Fit(float(coef[0]), float(coef[1]), r2, form)
+
+
+def bootstrap_fit(proxy: torch.Tensor, gold: torch.Tensor, max_n: int, unit: float, form: str = "bon",
+                  n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the fitted beta when the prompts are resampled with replacement (how far
+    the curvature is from 0 given only `M` prompts). Gains are divided by `unit`."""
+    g = torch.Generator().manual_seed(seed)
+    M = proxy.size(0)
+    betas = []
+    for _ in range(n_boot):
+        idx = torch.randint(0, M, (M,), generator=g)
+        c = best_of_n_curve(proxy[idx], gold[idx], max_n)
+        betas.append(fit_gao(c.kl_analytic, [(v - c.gold[0]) / unit for v in c.gold], form).beta)
+    q = torch.tensor(betas).quantile(torch.tensor([0.025, 0.975]))
+    return float(q[0]), float(q[1])

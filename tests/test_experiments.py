@@ -3,6 +3,7 @@
 import pytest
 
 from conftest import EXPERIMENTS, claim_values, run_cli, run_dirs, scorecard
+from toyrepro.cli import STAGES
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -18,10 +19,15 @@ def test_smoke_run_is_complete_and_deterministic(experiment, tmp_path, cache_dir
         assert card["experiment"] == experiment and card["seed"] == 3 and card["scale"] == "smoke"
         assert card["config"]["name"] == experiment, "the resolved config is in the scorecard"
         assert card["claims"], "an experiment declares claims"
-        assert all(c["value"] is not None for c in card["claims"]), "every claim is measured"
+        assert any(c["value"] is not None for c in card["claims"]), "claims are measured"
+        for c in card["claims"]:  # unmeasured only where it does not apply (e.g. sweep-only)
+            assert c["value"] is not None or "smoke" not in c["scales"], c["id"]
         for needed in (".hydra/config.yaml", "console.log", "metrics.csv"):
             assert (run_dir / needed).exists(), needed
-        assert list(run_dir.glob("checkpoints/*/last.ckpt")), "each trained stage checkpoints"
+        # lre_smollm2 trains nothing (it probes a pretrained model); on attempt b, stages
+        # cached by attempt a are reused rather than retrained.
+        if STAGES[experiment] and attempt == "a":
+            assert list(run_dir.glob("checkpoints/*/last.ckpt")), "each trained stage checkpoints"
         assert list(run_dir.glob("figures/*.png")), "figures are saved"
         assert "scorecard" in (run_dir / "console.log").read_text()
         values.append(claim_values(card))

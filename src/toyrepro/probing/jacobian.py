@@ -1,0 +1,124 @@
+"""dz/dh for one prompt, batched with torch.func, and the patched forward it differentiates.
+
+z = the last position's last hidden state (before the final norm), h = the hidden state
+at `layer` of the subject's last token (Hernandez et al. 2023, §2). Only tokens from the
+subject's last token on depend on h, so the prompt is split there: the prefix runs once
+without gradients into a KV cache, and the function differentiated runs only the suffix
+(2-5 tokens instead of a 60-token few-shot prompt; exact, checked against a full-prompt
+loop in tests/test_lre.py). The same suffix runner applies causality edits in batches.
+
+`jacobian` uses `torch.func.jacrev`, which vmaps one VJP per output row (in chunks of
+`chunk` rows); `jacobian_loop` is the slow reference (one autograd.grad call per row, full
+prompt). jacfwd is not used: forward-mode AD fails on CPU scaled-dot-product attention.
+
+Deviation (SmolLM2 at scale=quick only, `lre.jacobian_dims > 0`): rows are computed for
+`proj.T @ z` only, where `proj` (D, k) is an orthonormal basis of the relation's object
+unembedding directions (`decoding_subspace`), and W = proj @ (proj.T J). Logits of the
+relation's objects depend on z only through this subspace (final RMSNorm rescales z,
+which does not change an argmax), so the decoding the paper measures is kept while the
+cost falls by D / k. A full Jacobian of SmolLM2 costs 10-40 s on 2 busy CPU cores.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+
+from toyrepro.core.lm import GPTLM, LM, HFCausalLM, Patch
+
+
+class SuffixRunner:
+    """Runs `ids[:, pos:]` after a cached `ids[:, :pos]` with hidden state `layer` at `pos` set to given values.
+
+    `ids` is one prompt (T,) or a group of prompts (G, T) that share `pos`. The prefix cache
+    is built once and reused for every layer and every call.
+    """
+
+    def __init__(self, lm: LM, ids: list[int] | torch.Tensor, pos: int):
+        self.lm, self.pos = lm, pos
+        ids = torch.as_tensor(ids, device=lm.device)
+        ids = ids.reshape(1, -1) if ids.dim() == 1 else ids
+        self.G = ids.size(0)
+        self.suffix = ids[:, pos:]
+        self.cache = None
+        if pos > 0:
+            with torch.no_grad():
+                if isinstance(lm, GPTLM):
+                    self.cache = lm.model(ids[:, :pos], use_cache=True).past_kv
+                elif isinstance(lm, HFCausalLM):
+                    self.cache = lm.model(input_ids=ids[:, :pos], use_cache=True).past_key_values
+                else:
+                    raise TypeError(f"SuffixRunner supports GPTLM and HFCausalLM, not {type(lm).__name__}")
+
+    def __call__(self, values: torch.Tensor, layer: int) -> torch.Tensor:
+        """values (D,) -> z (D,) for one prompt; (G, E, D) -> z (G, E, D): E edits of each prompt.
+        z = last position, last hidden state, before the final norm."""
+        single = values.dim() == 1
+        v = values.reshape(self.G, -1, values.size(-1))
+        E = v.size(1)
+        patch = Patch(layer, 0, v.reshape(self.G * E, -1))
+        suffix = self.suffix.repeat_interleave(E, 0)
+        if isinstance(self.lm, GPTLM):
+            past = None if self.cache is None else [(k.repeat_interleave(E, 0), vv.repeat_interleave(E, 0)) for k, vv in self.cache]
+            fn = lambda i, h: patch.apply(h) if i == layer else h  # noqa: E731
+            # The GPT computes logits on top; a few tokens of a toy vocabulary cost nothing.
+            out = self.lm.model(suffix, past_kv=past, patch=fn, output_hidden_states=True)
+            z = out.hidden_states[-1][:, -1]
+        else:
+            cache = None
+            if self.cache is not None:
+                cache = copy.deepcopy(self.cache)
+                if E > 1:
+                    cache.batch_repeat_interleave(E)
+            store: list = [None] * (self.lm.n_layers + 1)
+            base = getattr(self.lm.model, "model", None) or self.lm.model.transformer  # skip the LM head
+            with self.lm._hooks(patch, store):
+                base(input_ids=suffix, past_key_values=cache, use_cache=cache is not None)
+            z = store[-1][:, -1]
+        return z[0] if single else z.reshape(self.G, E, -1)
+
+
+@contextmanager
+def eager_attention(lm: LM):
+    """HF models: matmul attention while differentiating (vmap has no batching rule for the CPU
+    SDPA backward and loops, ~2x slower). Restored on exit. No-op for our GPT."""
+    if not isinstance(lm, HFCausalLM):
+        yield
+        return
+    old = lm.model.config._attn_implementation
+    lm.model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        lm.model.set_attn_implementation(old)
+
+
+def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
+             proj: torch.Tensor | None = None, chunk: int = 0) -> torch.Tensor:
+    """d fn / d h at h (D_out, D_in) with jacrev (rows vmapped in chunks). With `proj` (D_out, k),
+    only proj.T @ fn is differentiated and proj @ (proj.T J) is returned (see module docstring)."""
+    f = fn if proj is None else (lambda v: proj.T @ fn(v))
+    J = torch.func.jacrev(f, chunk_size=chunk or None)(h.detach())
+    return J if proj is None else proj @ J
+
+
+def jacobian_loop(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    """Reference: one backward pass per output row (slow; for tests)."""
+    v = h.detach().clone().requires_grad_(True)
+    out = fn(v)
+    rows = [torch.autograd.grad(out[i], v, retain_graph=True)[0] for i in range(out.numel())]
+    return torch.stack(rows)
+
+
+def decoding_subspace(lm: LM, tokens: list[int], k: int) -> torch.Tensor:
+    """Orthonormal (D, <=k) basis of the directions g * e_o that the logits of `tokens` read
+    from z (g = final norm weight, e_o = unembedding row); the top-k by singular value."""
+    head = lm.lm_head.weight if isinstance(lm, HFCausalLM) else lm.model.lm_head.weight
+    norm = lm.final_norm if isinstance(lm, HFCausalLM) else lm.model.ln_f
+    g = norm.weight if getattr(norm, "weight", None) is not None else torch.ones(head.size(1))
+    dirs = (head[sorted(set(tokens))] * g).detach().T  # (D, n)
+    U, S, _ = torch.linalg.svd(dirs, full_matrices=False)
+    return U[:, : min(k, int((S > S.max() * 1e-6).sum()))].contiguous()

@@ -1,0 +1,181 @@
+"""LRE (Hernandez et al. 2023): the math, the batched Jacobian, the edit, the relation files."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+from toyrepro.core.checks import ConfigError
+from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
+from toyrepro.probing import lre as L
+from toyrepro.probing.config import LREConfig
+from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, jacobian, jacobian_loop
+from toyrepro.probing.relations import (
+    RELATIONS_DIR,
+    RelationFileError,
+    load_relation_file,
+    load_relations,
+)
+from toyrepro.probing.toy import ToyPrompts, make_kb, toy_relations
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=64, block_size=32, n_layer=3, n_head=2, n_embd=16)).eval()
+
+
+def test_exactly_linear_model_lre_recovers_W_and_is_faithful():
+    """z = A h + c exactly: the mean Jacobian is A, the bias is c, and decoding agrees everywhere."""
+    g = torch.Generator().manual_seed(0)
+    D, V = 12, 30
+    A, c = torch.randn(D, D, generator=g), torch.randn(D, generator=g)
+    E = torch.randn(V, D, generator=g)  # an "unembedding"
+    model = lambda h: A @ h + c  # noqa: E731
+    h_train = torch.randn(8, D, generator=g)
+    J = torch.stack([jacobian(model, h) for h in h_train])
+    op = L.estimate_lre(J, h_train, torch.stack([model(h) for h in h_train]))
+    torch.testing.assert_close(op.W, A)
+    torch.testing.assert_close(op.b, c, atol=1e-4, rtol=1e-4)
+    h_test = torch.randn(200, D, generator=g)
+    z_true = h_test @ A.T + c
+    faithful = ((op(h_test) @ E.T).argmax(-1) == (z_true @ E.T).argmax(-1)).float().mean()
+    assert faithful == 1.0
+    # baselines that are not the map do worse on the same data
+    trans = L.translation(h_train, torch.stack([model(h) for h in h_train]))
+    assert ((trans(h_test) @ E.T).argmax(-1) == (z_true @ E.T).argmax(-1)).float().mean() < 0.9
+
+
+def test_pinv_rank_and_edit_invert_a_linear_map():
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(10, 10, generator=g)
+    P = L.pinv_rank(W, 10)
+    torch.testing.assert_close(P @ W, torch.eye(10), atol=1e-4, rtol=1e-4)
+    z0, z1 = torch.randn(10, generator=g), torch.randn(10, generator=g)
+    torch.testing.assert_close(W @ L.edit_delta(P, z0, z1), z1 - z0, atol=1e-4, rtol=1e-4)
+    assert torch.linalg.matrix_rank(L.pinv_rank(W, 3)) == 3
+
+
+def test_batched_jacobian_equals_slow_loop(gpt):
+    lm = GPTLM(gpt)
+    ids = torch.randint(0, 64, (11,), generator=torch.Generator().manual_seed(2))
+    pos, layer = 6, 1
+    h = lm(ids[None], output_hidden_states=True).hidden_states[layer][0, pos]
+    fast = jacobian(partial(SuffixRunner(lm, ids, pos), layer=layer), h)  # jacrev + vmap, prefix KV cache
+    slow = jacobian_loop(lambda v: lm.run_from(ids[None], layer, pos, v)[0, -1], h)  # full prompt, row by row
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    chunked = jacobian(partial(SuffixRunner(lm, ids, pos), layer=layer), h, chunk=5)
+    torch.testing.assert_close(chunked, slow, atol=1e-5, rtol=1e-4)
+    proj = decoding_subspace(lm, [3, 5, 9, 11], 3)
+    assert proj.shape == (16, 3)
+    torch.testing.assert_close(jacobian(partial(SuffixRunner(lm, ids, pos), layer=layer), h, proj), proj @ proj.T @ slow,
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_suffix_runner_on_a_hugging_face_model(gpt):
+    """The HF path (DynamicCache prefix, hooks) gives the same z and Jacobian as our GPT."""
+    hf = HFCausalLM(gpt.to_hf(), ByteTokenizer())
+    ours = GPTLM(gpt)
+    ids = torch.randint(0, 64, (9,), generator=torch.Generator().manual_seed(3))
+    h = ours(ids[None], output_hidden_states=True).hidden_states[2][0, 4]
+    a, b = partial(SuffixRunner(hf, ids, 4), layer=2), partial(SuffixRunner(ours, ids, 4), layer=2)
+    vals = torch.randn(1, 3, 16)
+    torch.testing.assert_close(a(vals), b(vals), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(jacobian(a, h), jacobian(b, h), atol=1e-4, rtol=1e-4)
+
+
+def test_pinv_edit_moves_a_toy_models_answer():
+    """Train a tiny GPT on "x t -> f(x)" (12 subjects, 3 objects); editing the subject state by
+    dh = W^+ (LRE(h_j) - LRE(h_i)) makes it answer f(x_j) (Hernandez et al. §4.2; the target in
+    the LRE's output space, the `cause_lre_target` variant of evaluate.py)."""
+    torch.manual_seed(0)
+    n, T = 12, 16  # subjects 0..11, template token 12, objects 13..15
+    f = torch.tensor([13, 14, 15] * 4)[torch.randperm(n)]
+    data = torch.stack([torch.arange(n), torch.full((n,), 12), f], 1)  # (n, 3)
+    model = GPT(GPTConfig(vocab_size=T, block_size=4, n_layer=2, n_head=2, n_embd=32))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = torch.nn.functional.cross_entropy(model(data[:, :2]).logits[:, -1], data[:, 2])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lm = GPTLM(model.eval())
+    out = lm(data[:, :2], output_hidden_states=True)
+    assert (out.logits[:, -1].argmax(-1) == f).all(), "the tiny model did not learn its facts"
+    layer = 0
+    h, z = out.hidden_states[layer][:, 0].detach(), out.hidden_states[-1][:, -1].detach()
+    runners = [partial(SuffixRunner(lm, data[i, :2], 0), layer=layer) for i in range(n)]
+    op = L.estimate_lre(torch.stack([jacobian(runners[i], h[i]) for i in range(n)]), h, z)
+    P = L.pinv_rank(op.W, 32)
+    moved = tried = 0
+    for i in range(n):
+        for j in range(n):
+            if f[j] != f[i]:
+                with torch.no_grad():
+                    new = lm.unembed(runners[i](h[i] + L.edit_delta(P, op(h[i]), op(h[j])))).argmax(-1)
+                moved, tried = moved + int(new == f[j]), tried + 1
+    assert moved / tried >= 0.8, f"the edit reached the target in {moved}/{tried} cases"
+
+
+def test_relation_file_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "bad.tsv"
+    f.write_text("# comment\ntemplate\tThe capital of {} is\nFrance\tParis\nGermany Berlin\n")
+    with pytest.raises(RelationFileError, match=r"bad\.tsv:4: expected two non-empty tab-separated"):
+        load_relation_file(f)
+    f.write_text("template\tno placeholder\nFrance\tParis\n")
+    with pytest.raises(RelationFileError, match=r"bad\.tsv:1: the template must contain"):
+        load_relation_file(f)
+    f.write_text("template\t{} is in\nFrance\tEurope\nFrance\tAsia\n")
+    with pytest.raises(RelationFileError, match=r"bad\.tsv:3: duplicate subject"):
+        load_relation_file(f)
+
+
+def test_shipped_relations_parse():
+    files = sorted(RELATIONS_DIR.glob("*.tsv"))
+    assert len(files) >= 6
+    for f in files:
+        template, facts = load_relation_file(f)
+        assert len(facts) >= 30, f
+        assert "{}" in template
+
+
+def test_text_prompts_find_the_subjects_last_token():
+    class Tok:  # whitespace "tokenizer": one token per word, the space kept with the word
+        def encode(self, text):
+            import re
+
+            return [hash(w) % 1000 for w in re.findall(r"\s*\S+|\n", text)]
+
+    from toyrepro.probing.relations import TextPrompts
+
+    lm = type("LMStub", (), {"encode": lambda self, t: Tok().encode(t)})()
+    fmt = TextPrompts(lm, "The capital of {} is")
+    ids, pos = fmt.prompt("France", [("Japan", "Tokyo")])
+    assert len(ids) == 11 and pos == 9  # The capital of Japan is Tokyo \nThe capital of France | is
+    with pytest.raises(ValueError, match="unknown relation"):
+        load_relations(lm, ["nope"])
+
+
+def test_toy_knowledge_base_and_prompts():
+    kb = make_kb(50, 10, 3, 20, seed=0, subject_tokens=2, vocab_size=256)
+    assert len(set(kb.subjects)) == 50
+    rels = {r.name: r for r in toy_relations(kb)}
+    country = dict(zip(kb.subjects, kb.objects["country"]))
+    continent = dict(zip(kb.subjects, kb.objects["continent"]))
+    by_country = {}
+    for s in kb.subjects:  # continent is a function of country
+        assert by_country.setdefault(country[s], continent[s]) == continent[s]
+    ids, pos = rels["id"].fmt.prompt(kb.subjects[0], rels["id"].samples[1:3])
+    assert ids[pos - 1 : pos + 1] == list(kb.subjects[0]) and len(ids) == 2 * 6 + 4
+    assert isinstance(rels["id"].fmt, ToyPrompts)
+
+
+def test_config_ranges():
+    LREConfig().validate("lre")
+    with pytest.raises(ConfigError, match="lre.model_source must be toy or smollm2"):
+        LREConfig(model_source="gptj").validate("lre")
+    with pytest.raises(ConfigError, match="lre.betas"):
+        LREConfig(betas=[0.0]).validate("lre")

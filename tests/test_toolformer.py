@@ -1,0 +1,199 @@
+"""Tests for the toolformer pipeline: corpus, weights, filter, annotation, tool decoding.
+
+The filter and decoding tests use `RuleLM`, a fixed hand-written language model with the
+`GPT` call interface, whose behaviour is known exactly: after "is " it predicts the
+characters of the most recent call result "→ r]" in its context (a model that has
+learned to trust the calculator), otherwise it is uniform. After "The answer is " it
+starts a call with the question's numbers and, inside a call, guesses the result "999"
+(wrong), so tests can tell the calculator's result from the model's.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from toyrepro.core.checks import ConfigError
+from toyrepro.core.gpt import GPTOutput
+from toyrepro.toolformer.annotate import Candidate, annotate, select_positions
+from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
+from toyrepro.toolformer.config import ToolformerConfig
+from toyrepro.toolformer.corpus import (
+    CharTokenizer,
+    held_out_questions,
+    make_doc,
+    make_question,
+    random_docs,
+    word_starts,
+)
+from toyrepro.toolformer.decoding import decode, extract_answer
+from toyrepro.toolformer.filtering import (
+    is_future_leak,
+    is_useful,
+    keep,
+    loss_weights,
+    score_candidates,
+    weighted_loss,
+)
+
+TOK = CharTokenizer()
+
+
+class RuleLM(torch.nn.Module):
+    """A fixed LM (see module docstring); supports the KV-cache calling convention."""
+
+    def __init__(self, peak: float = 12.0):
+        super().__init__()
+        self.cfg = SimpleNamespace(block_size=256)
+        self.peak = peak
+
+    def next_char(self, prefix: str) -> str | None:
+        q = re.search(r"What is (\d+) \w+ (\d+)\? The answer is $", prefix)
+        if q:
+            return "["
+        if prefix.endswith("The answer is ["):
+            return "C"
+        call = re.search(r"\[(Calculator\((\d+) \* (\d+)\) →)?([^\]]*)$", prefix)
+        if call and "\n" not in call.group(0):
+            nums = re.findall(r"What is (\d+) \w+ (\d+)", prefix)
+            target = f"Calculator({nums[-1][0]} * {nums[-1][1]}) → 999]" if nums else "]"
+            done = len(call.group(0)) - 1
+            return target[done] if done < len(target) else None
+        results = re.findall(r"→ (-?[\d.]+)\]", prefix)
+        if re.search(r"is \[[^\]\n]*\]$", prefix):
+            return " "
+        m = re.search(r"is (?:\[[^\]\n]*\] )?([\d.]*)$", prefix)
+        if results and m:
+            r, typed = results[-1], m.group(1)
+            if r.startswith(typed):
+                return r[len(typed)] if len(typed) < len(r) else "."
+        return None
+
+    def forward(self, idx, past_kv=None, use_cache=False, **_):
+        full = idx if past_kv is None else torch.cat([past_kv[0][0], idx], dim=1)
+        B, T = full.shape
+        logits = torch.zeros(B, T, TOK.vocab_size)
+        for b in range(B):
+            text = TOK.decode(full[b])
+            for t in range(T - idx.size(1), T):
+                ch = self.next_char(text[: t + 1])
+                if ch is not None:
+                    logits[b, t, TOK.id(ch)] = self.peak
+        return GPTOutput(logits=logits[:, T - idx.size(1):], past_kv=[(full, full)] if use_cache else None)
+
+
+# --- corpus and tokenizer --------------------------------------------------------------------
+def test_tokenizer_roundtrip_single_token_digits_and_arrow():
+    text = "What is 48213 times 377? [Calculator(48213 * 377) → 18176301] 18176301."
+    ids = TOK.encode(text)
+    assert TOK.decode(ids) == text and len(ids) == len(text)
+    assert len(TOK.encode("→")) == 1 and all(len(TOK.encode(d)) == 1 for d in "0123456789")
+    with pytest.raises(ValueError, match="not in the toolformer alphabet"):
+        TOK.encode("café")
+
+
+def test_docs_state_true_results_and_exclude_held_out_questions():
+    claim, grid = held_out_questions(0, 50, 3, 6, 3)
+    assert all(q.op == "*" and 4 <= q.a_digits <= 6 and 2 <= q.b_digits <= 3 for q in claim)
+    assert claim[0].prompt.endswith("The answer is ") and claim[0].answer == str(claim[0].key[1] * claim[0].key[2])
+    held = {q.key for q in claim + grid}
+    docs = random_docs(3000, 0, 2, 1, held)  # small numbers: collisions would be common
+    assert not held & {d.key for d in docs}
+    assert make_doc("/", 400, 1400, 0).text == "400 divided by 1400 is 0.29."  # the paper's example
+
+
+def test_bootstrap_inserts_wellformed_calls_at_word_starts():
+    docs = random_docs(200, 1, 6, 3)
+    texts = bootstrap_corpus(docs, 0.5, seed=0)
+    with_calls = [t for t in texts if "[" in t]
+    assert 60 < len(with_calls) < 140
+    for t in with_calls:
+        m = re.search(r"(^| )\[Calculator\((\d+) ([-+*/]) (\d+)\) → (-?[\d.]+)\] ", t)
+        assert m, t
+    assert with_call("2 times 3 is 6.", 13, "2 * 3", "6") == "2 times 3 is [Calculator(2 * 3) → 6] 6."
+    own = bootstrap_corpus(docs, 1.0, seed=0, p_own_op=1.0)
+    assert all(f" {d.op} " in re.search(r"\((.*)\)", t).group(1) for d, t in zip(docs, own))
+    other = bootstrap_corpus(docs, 1.0, seed=0, p_own_op=0.0)
+    assert not any(f"({d.a} {d.op} {d.b})" in t for d, t in zip(docs, other))
+
+
+# --- filtering --------------------------------------------------------------------------------
+def test_loss_weights_are_the_papers():
+    w = loss_weights(0.2)
+    assert torch.allclose(w, torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2]) / 3.0)
+    assert abs(float(w.sum()) - 1) < 1e-6
+    nll = torch.tensor([0.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 100.0])
+    assert weighted_loss(nll, 1, w) == pytest.approx(3.0)  # the 8th token is beyond the window
+    assert weighted_loss(nll, 6, w) == pytest.approx(3.0 / 3 + 100.0 * 0.8 / 3)  # truncated at the end
+
+
+def test_filter_keeps_a_helpful_call_and_drops_a_useless_one():
+    doc = make_doc("*", 4821, 37, 0)  # "4821 times 37 is 178377."
+    pos = doc.text.index("178377")
+    good = Candidate(0, pos, "4821 * 37", "178377", 0.5)
+    bad = Candidate(0, pos, "4821 + 37", "4858", 0.5)
+    early = Candidate(0, 0, "4821 * 37", "178377", 0.5)  # helps nothing in the first 5 tokens
+    scored = score_candidates(RuleLM(), TOK, [doc], [good, bad, early], decrement=0.2, batch=2)
+    gains = {(s.cand.expr, s.cand.position): s.gain for s in scored}
+    assert gains[("4821 * 37", pos)] > 3.0  # L⁻ ≈ log V, L⁺ ≈ 0
+    assert gains[("4821 + 37", pos)] < 0.0  # the model trusts a wrong result: loss goes up
+    assert abs(gains[("4821 * 37", 0)]) < 1e-3
+    kept = keep(scored, tau_f=0.5)
+    assert [(k.cand.expr, k.cand.position) for k in kept] == [("4821 * 37", pos)]
+    assert is_useful(doc.text, pos, "178377", 5) and not is_useful(doc.text, 0, "178377", 5)
+    assert not is_useful(doc.text, pos, "4858", 5)
+
+
+def test_future_leak_detects_arguments_from_after_the_call():
+    text = "4821 times 37 is 178377."
+    assert not is_future_leak(text, text.index("178377"), "4821 * 37")
+    assert is_future_leak(text, text.index("37"), "4821 * 37")
+    assert is_future_leak(text, 0, "4821 * 37")
+
+
+# --- annotation -------------------------------------------------------------------------------
+def test_select_positions_top_k_above_threshold():
+    p = {0: 0.1, 5: 0.5, 9: 0.0, 12: 0.3, 20: 0.2}
+    assert select_positions(p, 2, 0.0) == [5, 12]
+    assert select_positions(p, 10, 0.0) == [0, 5, 12, 20]
+    assert select_positions(p, 10, 0.25) == [5, 12]
+
+
+def test_annotate_samples_and_executes_calls():
+    doc = make_doc("*", 47, 3, 2)  # "What is 47 times 3? The answer is 141."
+    cands, stats = annotate(RuleLM(), TOK, [doc], top_k=20, tau_s=0.0, m=3, max_tokens=24, batch_rows=64, seed=0)
+    assert stats["positions"] == len(word_starts(doc.text)) and stats["sampled"] == 3 * stats["positions"]
+    at_answer = [c for c in cands if c.position == doc.text.index("141")]
+    assert at_answer and at_answer[0].expr == "47 * 3" and at_answer[0].result == "141"
+    assert at_answer[0].count == 3
+
+
+# --- tool decoding ----------------------------------------------------------------------------
+def test_tool_decoding_inserts_the_calculators_result():
+    qs = [make_question("*", 48213, 377), make_question("*", 12, 34), make_question("*", 99, 1)]
+    outs = decode(RuleLM(), TOK, [q.prompt for q in qs], use_api=True, top_k=10, max_new_tokens=60, batch=2)
+    for q, o in zip(qs, outs):
+        assert o.called
+        assert f"→ {q.answer}]" in o.text and "999" not in o.text  # the tool's result, not the guess
+        assert o.answer == q.answer, o.text
+    off = decode(RuleLM(), TOK, [qs[0].prompt], use_api=False, max_new_tokens=30)
+    assert not off[0].called and "[" not in off[0].text
+
+
+def test_at_most_one_call_and_answer_extraction():
+    assert extract_answer(" [Calculator(1 / 3) → 0.33] 0.33.\n") == "0.33"
+    assert extract_answer("-12.\n") == "-12"
+    assert extract_answer("no number") is None
+
+
+# --- config -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key,value", [("tau_f", -1.0), ("top_k", 0), ("tau_s", 1.5), ("bootstrap_share", 2.0),
+                                       ("weight_decrement", 0.0)])
+def test_config_rejects_out_of_range(key, value):
+    cfg = ToolformerConfig(**{key: value})
+    with pytest.raises(ConfigError, match=f"toolformer.{key}"):
+        cfg.validate("toolformer")
+    ToolformerConfig().validate("toolformer")

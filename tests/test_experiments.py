@@ -2,8 +2,9 @@
 
 import pytest
 
-from conftest import EXPERIMENTS, claim_values, run_cli, run_dirs, scorecard
 from toyrepro.cli import STAGES
+
+from conftest import EXPERIMENTS, claim_values, run_cli, run_dirs, scorecard
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

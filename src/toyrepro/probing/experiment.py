@@ -193,33 +193,33 @@ def relation_table(results: list[RelationResult], card_of: dict) -> str:
     return head + "\n".join(rows) + by_layer + by_beta + by_rank + "\n"
 
 
-def layer_figure(results: list[RelationResult]) -> plt.Figure:
+def _sweep_figure(results: list[RelationResult], attr: str, xlabel: str, ylabel: str, title: str,
+                  log2_x: bool = False) -> plt.Figure:
+    """One line per relation of a {x: score} sweep stored on each result under `attr`."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for r in results:
-        if r.by_layer:
-            xs = sorted(r.by_layer)
-            ax.plot(xs, [r.by_layer[x] for x in xs], marker="o", label=r.name)
-    ax.set_xlabel("layer l of h")
-    ax.set_ylabel("test faithfulness")
+        sweep = getattr(r, attr)
+        if sweep:
+            xs = sorted(sweep)
+            ax.plot(xs, [sweep[x] for x in xs], marker="o", label=r.name)
+    if log2_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title("LRE faithfulness vs layer (cf. paper Fig. 5)")
+    ax.set_title(title)
     ax.legend(fontsize=7)
     return fig
+
+
+def layer_figure(results: list[RelationResult]) -> plt.Figure:
+    return _sweep_figure(results, "by_layer", "layer l of h", "test faithfulness",
+                         "LRE faithfulness vs layer (cf. paper Fig. 5)")
 
 
 def rank_figure(results: list[RelationResult]) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for r in results:
-        if r.by_rank:
-            xs = sorted(r.by_rank)
-            ax.plot(xs, [r.by_rank[x] for x in xs], marker="o", label=r.name)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("rank of the pseudo-inverse W_r^+")
-    ax.set_ylabel("test causality")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_title("LRE causality vs rank (cf. paper Fig. 6)")
-    ax.legend(fontsize=7)
-    return fig
+    return _sweep_figure(results, "by_rank", "rank of the pseudo-inverse W_r^+", "test causality",
+                         "LRE causality vs rank (cf. paper Fig. 6)", log2_x=True)
 
 
 def baseline_figure(results: list[RelationResult]) -> plt.Figure:

@@ -36,10 +36,16 @@ def test_scale_presets_differ():
         ("optim.lr=-0.1", "optim.lr must be > 0 (got -0.1)"),
         ("optim.batch_size=0", "optim.batch_size must be >= 1 (got 0)"),
         ("model.n_embd=33", "model.n_embd must be divisible by model.n_head=2"),
+        ("gpt.sample_top_k=300", "gpt.sample_top_k must be <= model.vocab_size (256); lower it, or 0 for no "
+                                 "top-k (got 300)"),
+        ("experiment=rlhf rlhf.dpo.beta=0", "rlhf.dpo.beta must be > 0 (got 0.0)"),
     ],
 )
 def test_out_of_range_values_stop_with_one_line(tmp_path, cache_dir, override, message):
-    proc = run_cli(["experiment=gpt", "scale=smoke", override], tmp_path, cache_dir, check=False)
+    args = override.split()
+    if not args[0].startswith("experiment="):
+        args.insert(0, "experiment=gpt")
+    proc = run_cli([*args, "scale=smoke"], tmp_path, cache_dir, check=False)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert err == [f"error: config error: {message}"] or message in err[-1], proc.stderr

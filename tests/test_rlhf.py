@@ -279,6 +279,7 @@ def test_gold_sentiment_has_diminishing_returns_on_repeats():
     ("dpo.beta", 0.0, "rlhf.dpo.beta must be > 0 (got 0.0)"),
     ("ppo.kl_controller", "pid", "rlhf.ppo.kl_controller must be 'adaptive' or 'fixed'"),
     ("best_of_n.max_n", 100, "rlhf.best_of_n.max_n must be a power of 2 >= 8"),
+    ("best_of_n.samples_per_prompt", 512, "rlhf.best_of_n.samples_per_prompt must be 0 or >= max_n (1024)"),
 ])
 def test_config_ranges_give_one_clear_line(path, value, message):
     cfg = RLHFConfig()

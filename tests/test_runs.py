@@ -14,6 +14,23 @@ LONG = ["experiment=gpt", "scale=smoke", "seed=1", "logger=csv", "model.n_embd=6
         "trainer.max_steps=200", "trainer.checkpoint_every_n_steps=20", "trainer.val_check_interval=100"]
 
 
+def start_and_kill(args: list[str], cwd, cache_dir, ready, timeout: float = 180) -> None:
+    """Start `toyrepro args`, send SIGTERM (what Slurm sends before preemption) as soon as
+    `ready()` is true, and wait for the process to end."""
+    proc = subprocess.Popen([sys.executable, "-m", "toyrepro", *args], cwd=cwd,
+                            env=cli_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed: make the test's run longer"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def ckpt_step(path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
 def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
     ref = tmp_path / "ref"
     ref.mkdir()
@@ -22,16 +39,10 @@ def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
 
     run_dir = tmp_path / "killed"
     args = [*LONG, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "toyrepro", *args], cwd=tmp_path,
-                            env=cli_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = run_dir / "checkpoints" / "train" / "last.ckpt"
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)  # what Slurm sends before preemption
-    proc.wait(timeout=60)
+    start_and_kill(args, tmp_path, cache_dir, last.exists)
     assert not (run_dir / "scorecard.json").exists(), "the killed run did not finish"
-    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    step = ckpt_step(last)
     assert 0 < step < 200, f"killed at step {step}: the test must interrupt training midway"
 
     run_cli([*args, "resume=true"], tmp_path, cache_dir)
@@ -42,33 +53,60 @@ def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
     assert (run_dir / "csv" / "train.resume1" / "metrics.csv").exists(), "the first attempt's log is kept"
 
 
-def test_corrupt_checkpoint_is_refused_on_resume(tmp_path, cache_dir):
-    run_dir = tmp_path / "run"
-    last = run_dir / "checkpoints" / "train" / "last.ckpt"
-    last.parent.mkdir(parents=True)
-    last.write_bytes(b"PK\x03\x04 truncated")
-    proc = run_cli(["experiment=gpt", "scale=smoke", "logger=none", f"hydra.run.dir={run_dir}",
-                    "resume=true"], tmp_path, cache_dir, check=False)
-    assert proc.returncode == 2
-    assert "is corrupt or truncated" in proc.stderr and "delete it" in proc.stderr
+# rlhf at smoke size with a PPO stage long enough to be killed in the middle of it
+RLHF_LONG = ["experiment=rlhf", "scale=smoke", "seed=3", "logger=csv", "rlhf.ppo.iterations=40",
+             "rlhf.ppo.eval_every=4", "rlhf.ppo.rollout_size=32"]
+
+
+def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path, cache_dir):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    run_cli(RLHF_LONG, ref, cache_dir)
+    (ref_dir,) = run_dirs(ref)
+
+    run_dir = tmp_path / "killed"
+    args = [*RLHF_LONG, f"hydra.run.dir={run_dir}"]
+    last = run_dir / "checkpoints" / "ppo" / "last.ckpt"
+    start_and_kill(args, tmp_path, cache_dir, last.exists)
     assert not (run_dir / "scorecard.json").exists()
+    assert not (run_dir / "checkpoints" / "dpo").exists(), "the kill must land inside PPO"
+    done = ckpt_step(last)
+    total = ckpt_step(ref_dir / "checkpoints" / "ppo" / "last.ckpt")
+    assert 0 < done < total, f"killed at PPO step {done} of {total}: the test must interrupt PPO midway"
+
+    run_cli([*args, "resume=true"], tmp_path, cache_dir)
+    assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
+    assert f"resuming stage from {last}" in (run_dir / "console.log").read_text()
 
 
-def test_wandb_multirun_gives_one_offline_run_per_job(tmp_path, cache_dir):
-    run_cli(["-m", "experiment=gpt", "scale=smoke", "seed=0,1", "logger=wandb"], tmp_path, cache_dir)
-    jobs = run_dirs(tmp_path)
-    assert len(jobs) == 2 and jobs[0] != jobs[1]
-    offline = sorted(p.name for p in tmp_path.rglob("wandb/offline-run-*"))
-    assert len(offline) == 2 and offline[0] != offline[1], offline
-    assert sorted(scorecard(j)["seed"] for j in jobs) == [0, 1]
+# toolformer at smoke size with an annotation stage long enough to be killed in the middle of it
+TOOLFORMER_LONG = ["experiment=toolformer", "scale=smoke", "seed=3", "logger=csv",
+                   "toolformer.annotate_docs=80", "toolformer.m=4"]
 
 
-def test_sweep_through_submitit_local_launcher(tmp_path, cache_dir):
-    run_cli(["-m", "experiment=gpt", "scale=smoke", "seed=0,1", "logger=csv",
-             "hydra/launcher=local"], tmp_path, cache_dir)
-    jobs = run_dirs(tmp_path)
-    assert len(jobs) == 2
-    cards = [scorecard(j) for j in jobs]
-    assert sorted(c["seed"] for c in cards) == [0, 1]
-    assert all(c["claims"] and c["claims"][0]["value"] is not None for c in cards)
-    assert list(tmp_path.rglob(".submitit")), "the jobs went through submitit"
+def test_run_killed_during_toolformer_annotation_resumes_to_the_same_scorecard(tmp_path, cache_dir):
+    import shutil
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    own_cache = tmp_path / "cache"
+    run_cli(TOOLFORMER_LONG, ref, own_cache)
+    (ref_dir,) = run_dirs(ref)
+    stages = own_cache / "stages"
+    (annotation,) = stages.glob("toolformer-annotate-*/")
+    shutil.rmtree(annotation)  # M0 stays cached; annotation must run again, and be killed
+
+    run_dir = tmp_path / "killed"
+    args = [*TOOLFORMER_LONG, f"hydra.run.dir={run_dir}"]
+    log = run_dir / "console.log"
+
+    def annotating() -> bool:
+        return log.exists() and "stage toolformer-annotate: building" in log.read_text()
+
+    start_and_kill(args, tmp_path, own_cache, annotating)
+    assert not (run_dir / "scorecard.json").exists()
+    assert not annotation.exists(), "the kill must land inside annotation (no artefact published)"
+
+    run_cli([*args, "resume=true"], tmp_path, own_cache)
+    assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
+    assert (annotation / "params.json").exists(), "annotation was redone from the cached M0"

@@ -133,4 +133,6 @@ def validate(cfg: DictConfig) -> Config:
         section = getattr(obj, f.name)
         if is_dataclass(section) and hasattr(section, "validate"):
             section.validate(f.name)
+        if is_dataclass(section) and hasattr(section, "validate_against"):  # cross-section checks
+            section.validate_against(obj, f.name)
     return obj

@@ -16,6 +16,7 @@ class GPTTaskConfig:
     max_val_chars: int = 200_000  # held-out characters scored for bits/char
     sample_chars: int = 200  # characters sampled for the "decodes to text" claim
     sample_temperature: float = 0.8
+    sample_top_k: int = 0  # sample from the k most likely bytes only; 0 = the whole vocabulary
 
     def validate(self, p: str = "gpt") -> None:
         check(self.max_files >= 2, f"{p}.max_files", ">= 2", self.max_files)
@@ -23,3 +24,9 @@ class GPTTaskConfig:
         check(self.max_val_chars >= 1, f"{p}.max_val_chars", ">= 1", self.max_val_chars)
         check(self.sample_chars >= 1, f"{p}.sample_chars", ">= 1", self.sample_chars)
         check(self.sample_temperature > 0, f"{p}.sample_temperature", "> 0", self.sample_temperature)
+        check(self.sample_top_k >= 0, f"{p}.sample_top_k", ">= 0 (0 = no top-k)", self.sample_top_k)
+
+    def validate_against(self, cfg, p: str = "gpt") -> None:
+        """Checks that need the rest of the config: top-k cannot exceed the vocabulary."""
+        check(self.sample_top_k <= cfg.model.vocab_size, f"{p}.sample_top_k",
+              f"<= model.vocab_size ({cfg.model.vocab_size}); lower it, or 0 for no top-k", self.sample_top_k)

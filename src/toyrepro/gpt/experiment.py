@@ -72,7 +72,8 @@ def run(ctx: RunContext) -> Scorecard:
     prompt = torch.tensor([list(b"def ")], device=next(model.parameters()).device)
     g = torch.Generator(device=prompt.device).manual_seed(cfg.seed)
     n_new = min(task.sample_chars, cfg.model.block_size - prompt.size(1))
-    out = generate(model, prompt, n_new, temperature=task.sample_temperature, generator=g)
+    out = generate(model, prompt, n_new, temperature=task.sample_temperature, top_k=task.sample_top_k or None,
+                   generator=g)
     sample = bytes(out[0].tolist()).decode("utf-8", errors="replace")
     frac = printable_fraction(sample)
     card.record("samples_are_text", frac, "see samples.txt")

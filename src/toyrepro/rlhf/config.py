@@ -134,13 +134,21 @@ class DPOConfig:
 class BestOfNConfig:
     """Best-of-n sampling against the proxy (Gao et al. 2022 §2; rlhf/best_of_n.py)."""
 
-    max_n: int = 256  # largest n (Gao et al. go to 60000; a power of 2)
-    n_prompts: int = 32  # prompts; each gets `max_n` SFT samples (unbiased estimator over them)
+    max_n: int = 1024  # largest n (a power of 2); KL(best-of-1024) = 5.93 nats, PPO's target range
+    n_prompts: int = 32  # prompts
+    samples_per_prompt: int = 4096  # N SFT samples per prompt (>= max_n; 0 = max_n); Gao et al. App. I's
+    # unbiased estimator averages best-of-n over all n-subsets of the N, so N >> n lowers its variance
 
     def validate(self, p: str) -> None:
         check(self.max_n >= 8 and (self.max_n & (self.max_n - 1)) == 0, f"{p}.max_n", "a power of 2 >= 8",
               self.max_n)
         check(self.n_prompts >= 1, f"{p}.n_prompts", ">= 1", self.n_prompts)
+        check(self.samples_per_prompt == 0 or self.samples_per_prompt >= self.max_n, f"{p}.samples_per_prompt",
+              f"0 or >= max_n ({self.max_n})", self.samples_per_prompt)
+
+    @property
+    def n_samples(self) -> int:
+        return self.samples_per_prompt or self.max_n
 
 
 @dataclass

@@ -207,10 +207,10 @@ def run_best_of_n(ctx: RunContext, lang, sft, rm) -> tuple[BestOfN, torch.Tensor
     """The best-of-n curve, and the (prompts, samples) proxy and gold matrices behind it."""
     cfg, bc = ctx.cfg, ctx.cfg.rlhf.best_of_n
     g = torch.Generator().manual_seed(cfg.seed * 31 + 5)
-    prompts = lang.prompts(bc.n_prompts, g).repeat_interleave(bc.max_n, 0)
+    prompts = lang.prompts(bc.n_prompts, g).repeat_interleave(bc.n_samples, 0)
     comps = sample_completions(sft, prompts, lang.completion_len, g)
-    proxy = rm.score(prompts, comps).view(bc.n_prompts, bc.max_n)
-    gold = lang.gold_reward(prompts, comps).view(bc.n_prompts, bc.max_n)
+    proxy = rm.score(prompts, comps).view(bc.n_prompts, bc.n_samples)
+    gold = lang.gold_reward(prompts, comps).view(bc.n_prompts, bc.n_samples)
     bon = best_of_n_curve(proxy, gold, bc.max_n)
     for lg in ctx.loggers("best_of_n"):
         for i, n in enumerate(bon.n):

@@ -12,7 +12,8 @@ from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
 from toyrepro.probing import lre as L
 from toyrepro.probing.config import LREConfig
-from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, jacobian, jacobian_loop
+from toyrepro.probing.evaluate import read_states
+from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, jacobian, jacobian_loop, layer_jacobians
 from toyrepro.probing.relations import (
     RELATIONS_DIR,
     RelationFileError,
@@ -85,6 +86,45 @@ def test_suffix_runner_on_a_hugging_face_model(gpt):
     vals = torch.randn(1, 3, 16)
     torch.testing.assert_close(a(vals), b(vals), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(jacobian(a, h), jacobian(b, h), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hf", [False, True])
+def test_all_layer_jacobians_in_one_pass_equal_one_layer_at_a_time(gpt, hf):
+    """Additive shifts at several layers, differentiated together, give each layer's dz/dh."""
+    lm = HFCausalLM(gpt.to_hf(), ByteTokenizer()) if hf else GPTLM(gpt)
+    ids = torch.randint(0, 64, (12,), generator=torch.Generator().manual_seed(5))
+    pos, layers = 7, [0, 1, 3]
+    hs = GPTLM(gpt)(ids[None], output_hidden_states=True).hidden_states
+    runner = SuffixRunner(lm, ids, pos)
+    together = layer_jacobians(runner, layers)
+    proj = decoding_subspace(lm, [3, 5, 9, 11], 4)
+    projected = layer_jacobians(runner, layers, proj, chunk=3)
+    for layer in layers:
+        one = jacobian(partial(runner, layer=layer), hs[layer][0, pos])
+        torch.testing.assert_close(together[layer], one, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(projected[layer], proj @ proj.T @ one, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hf", [False, True])
+def test_shared_prefix_cache_is_exact(gpt, hf):
+    """read_states with one KV cache per shared demonstration prefix (right-padded tails) gives the
+    plain forward's states and answers; SuffixRunner built on that cache equals one built from scratch."""
+    lm = HFCausalLM(gpt.to_hf(), ByteTokenizer()) if hf else GPTLM(gpt)
+    g = torch.Generator().manual_seed(4)
+    demo = torch.randint(0, 64, (10,), generator=g).tolist()
+    prompts = [(demo + torch.randint(0, 64, (n,), generator=g).tolist(), 10 + n - 3) for n in (4, 6, 5, 6)]
+    prompts.append((torch.randint(0, 64, (12,), generator=g).tolist(), 7))  # another context
+    st = read_states(lm, prompts, [0] * 5, keys=["a"] * 4 + ["b"])
+    assert st.ctx[0] is st.ctx[1] and st.ctx[0][0] == 10 and st.ctx[4] is not st.ctx[0]
+    for i, (ids, pos) in enumerate(prompts):
+        out = lm(torch.tensor([ids]), output_hidden_states=True)
+        ref_h = torch.stack(out.hidden_states, 1)[0, :, pos]
+        torch.testing.assert_close(st.h[i], ref_h, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(st.z[i], out.hidden_states[-1][0, -1], atol=1e-4, rtol=1e-4)
+        assert st.pred[i] == out.logits[0, -1].argmax()
+        vals = torch.randn(1, 2, 16, generator=g)
+        torch.testing.assert_close(SuffixRunner(lm, ids, pos, st.ctx[i])(vals, 1), SuffixRunner(lm, ids, pos)(vals, 1),
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_pinv_edit_moves_a_toy_models_answer():

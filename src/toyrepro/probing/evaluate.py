@@ -19,7 +19,6 @@ Protocol (per relation, seeded):
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from toyrepro.probing import lre as L
-from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, eager_attention, jacobian
+from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, eager_attention, expand_cache, extend, layer_jacobians
 from toyrepro.probing.relations import Relation
 
 log = logging.getLogger("toyrepro")
@@ -43,6 +42,7 @@ class States:
     pred: torch.Tensor  # (N,) LM's greedy next token
     h: torch.Tensor  # (N, n_layers + 1, D) subject's last token, every layer
     z: torch.Tensor  # (N, D) last position, last hidden state
+    ctx: list | None = None  # per prompt: (c_len, KV cache of its first c_len tokens) shared with other prompts
 
 
 @dataclass
@@ -66,25 +66,42 @@ class RelationResult:
 
 
 @torch.no_grad()
-def read_states(lm, prompts: list[tuple[list[int], int]], targets: list[int], batch: int = 32) -> States:
-    """Forward every prompt (equal-length prompts batched; no padding)."""
+def read_states(lm, prompts: list[tuple[list[int], int]], targets: list[int], keys: list | None = None,
+                batch: int = 32) -> States:
+    """Forward every prompt. Prompts with the same key (the same demonstrations) share one KV
+    cache of their common token prefix, so only each prompt's own tail is run, right-padded
+    into batches (exact: attention is causal, padding comes after every position read)."""
     N = len(prompts)
     h = torch.empty(N, lm.n_layers + 1, lm.d_model)
-    z, pred = torch.empty(N, lm.d_model), torch.empty(N, dtype=torch.long)
-    by_len: dict[int, list[int]] = {}
-    for i, (ids, _) in enumerate(prompts):
-        by_len.setdefault(len(ids), []).append(i)
-    for idx_all in by_len.values():
-        for s in range(0, len(idx_all), batch):
-            idx = idx_all[s : s + batch]
-            ids = torch.tensor([prompts[i][0] for i in idx], device=lm.device)
-            out = lm(ids, output_hidden_states=True)
-            hs = torch.stack(out.hidden_states, 1)  # (B, L+1, T, D)
-            pos = torch.tensor([prompts[i][1] for i in idx])
-            h[idx] = hs[torch.arange(len(idx)), :, pos].float().cpu()
-            z[idx] = hs[:, -1, -1].float().cpu()
-            pred[idx] = out.logits[:, -1].argmax(-1).cpu()
-    return States([p[0] for p in prompts], [p[1] for p in prompts], torch.tensor(targets), pred, h, z)
+    z = torch.empty(N, lm.d_model)
+    ctx: list = [None] * N
+    by_key: dict = {}
+    for i in range(N):
+        by_key.setdefault(i if keys is None else keys[i], []).append(i)
+    for members in by_key.values():
+        ids0 = prompts[members[0]][0]
+        c_len = min(prompts[i][1] for i in members)  # the context ends before every subject's last token
+        for i in members[1:]:
+            ids = prompts[i][0]
+            c_len = next((t for t in range(c_len) if ids[t] != ids0[t]), c_len)
+        context = None
+        if c_len > 0:
+            cache, _ = extend(lm, torch.tensor([ids0[:c_len]], device=lm.device))
+            context = (c_len, cache)
+        for s in range(0, len(members), batch):
+            idx = members[s : s + batch]
+            tails = [prompts[i][0][c_len:] for i in idx]
+            width = max(map(len, tails))
+            x = torch.tensor([t + [0] * (width - len(t)) for t in tails], device=lm.device)
+            cache = None if context is None else expand_cache(lm, context[1], len(idx))
+            _, hs = extend(lm, x, cache, hidden=True)
+            hs = torch.stack(hs, 1)  # (B, L+1, T, D)
+            rows = torch.arange(len(idx))
+            h[idx] = hs[rows, :, torch.tensor([prompts[i][1] - c_len for i in idx])].float().cpu()
+            z[idx] = hs[rows, -1, torch.tensor([len(t) - 1 for t in tails])].float().cpu()
+            for i in idx:
+                ctx[i] = context
+    return States([p[0] for p in prompts], [p[1] for p in prompts], torch.tensor(targets), decode(lm, z), h, z, ctx)
 
 
 @torch.no_grad()
@@ -101,11 +118,12 @@ def known_states(lm, rel: Relation, n_train: int, g: torch.Generator) -> tuple[S
     order = torch.randperm(len(rel.samples), generator=g).tolist()
     demos = [rel.samples[i] for i in order[:n_train]]
     targets = [rel.fmt.object_token(o) for _, o in rel.samples]
-    prompts = []
+    prompts, keys = [], []
     for s, _ in rel.samples:
-        own = [d for d in demos if d[0] != s]
-        prompts.append(rel.fmt.prompt(s, own[: n_train - 1]))
-    st = read_states(lm, prompts, targets)
+        own = [d for d in demos if d[0] != s][: n_train - 1]
+        prompts.append(rel.fmt.prompt(s, own))
+        keys.append(tuple(str(d[0]) for d in own))
+    st = read_states(lm, prompts, targets, keys)
     known = st.pred == st.target
     return st, [i for i in order if known[i]][:n_train], known
 
@@ -118,27 +136,32 @@ class Runners:
 
     def one(self, i: int) -> SuffixRunner:
         if i not in self.cache:
-            self.cache[i] = SuffixRunner(self.lm, self.st.ids[i], self.st.pos[i])
+            self.cache[i] = SuffixRunner(self.lm, self.st.ids[i], self.st.pos[i], self.context(i))
         return self.cache[i]
 
+    def context(self, i: int):
+        return None if self.st.ctx is None else self.st.ctx[i]
+
     def groups(self, idx: list[int], size: int = 16):
-        """(indices, runner) over groups of prompts with equal length and subject position."""
-        by: dict[tuple[int, int], list[int]] = {}
+        """(indices, runner) over groups of prompts with equal length, subject position and context."""
+        by: dict[tuple, list[int]] = {}
         for i in idx:
-            by.setdefault((len(self.st.ids[i]), self.st.pos[i]), []).append(i)
-        for (_, pos), members in by.items():
+            by.setdefault((len(self.st.ids[i]), self.st.pos[i], id(self.context(i))), []).append(i)
+        for (_, pos, _), members in by.items():
             for s in range(0, len(members), size):
                 grp = members[s : s + size]
-                yield grp, SuffixRunner(self.lm, torch.tensor([self.st.ids[i] for i in grp]), pos)
+                yield grp, SuffixRunner(self.lm, torch.tensor([self.st.ids[i] for i in grp]), pos, self.context(grp[0]))
 
 
-def train_jacobians(lm, st: States, runners: Runners, train: list[int], layer: int, proj, chunk: int) -> torch.Tensor:
-    Js = []
+def train_jacobians(lm, st: States, runners: Runners, train: list[int], layers: list[int], proj,
+                    chunk: int) -> dict[int, torch.Tensor]:
+    """{layer: (n_train, D, D)} Jacobians dz/dh of the training prompts, all layers in one pass each."""
+    Js: dict[int, list] = {layer: [] for layer in layers}
     with eager_attention(lm):
         for i in train:
-            fn = functools.partial(runners.one(i), layer=layer)
-            Js.append(jacobian(fn, st.h[i, layer].to(lm.device), proj, chunk).detach().float().cpu())
-    return torch.stack(Js)
+            for layer, J in layer_jacobians(runners.one(i), layers, proj, chunk).items():
+                Js[layer].append(J.detach().float().cpu())
+    return {layer: torch.stack(J) for layer, J in Js.items()}
 
 
 def faith(lm, op: L.AffineMap, h: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -172,11 +195,11 @@ def analyse_relation(lm, rel: Relation, cfg, seed: int) -> RelationResult:
     ref = st.pred
     layers = sorted(set(cfg.layers) | {0})  # layer 0 = the "LRE on embeddings" baseline
     lres, val_score, test_score = {}, {}, {}
+    if max(layers) > lm.n_layers:
+        raise ValueError(f"lre.layers: layer {max(layers)} > the model's {lm.n_layers} layers")
+    Js = train_jacobians(lm, st, runners, train, layers, proj, cfg.jacobian_chunk)
     for layer in layers:
-        if layer > lm.n_layers:
-            raise ValueError(f"lre.layers: layer {layer} > the model's {lm.n_layers} layers")
-        J = train_jacobians(lm, st, runners, train, layer, proj, cfg.jacobian_chunk)
-        lres[layer] = L.estimate_lre(J, st.h[train, layer], st.z[train])
+        lres[layer] = L.estimate_lre(Js[layer], st.h[train, layer], st.z[train])
         for beta in cfg.betas:
             op = lres[layer].with_beta(beta)
             val_score[layer, beta] = mean(faith(lm, op, st.h[val, layer], ref[val]))

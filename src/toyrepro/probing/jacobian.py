@@ -23,11 +23,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 
 from toyrepro.core.lm import GPTLM, LM, HFCausalLM, Patch
+
+
+class AddPatch(Patch):
+    """Adds `value` to hidden state `layer` at `position` instead of replacing it: the derivative of
+    z in `value` at 0 is dz/dh_layer, and several layers can be shifted (and differentiated) at once."""
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        B, T, D = h.shape
+        mask = (torch.arange(T, device=h.device) == torch.as_tensor(self.position, device=h.device)).reshape(1, T, 1)
+        return h + mask * self.value.to(h.dtype).expand(B, D).unsqueeze(1)
 
 
 class SuffixRunner:
@@ -37,21 +47,20 @@ class SuffixRunner:
     is built once and reused for every layer and every call.
     """
 
-    def __init__(self, lm: LM, ids: list[int] | torch.Tensor, pos: int):
+    def __init__(self, lm: LM, ids: list[int] | torch.Tensor, pos: int, context: tuple | None = None):
         self.lm, self.pos = lm, pos
         ids = torch.as_tensor(ids, device=lm.device)
         ids = ids.reshape(1, -1) if ids.dim() == 1 else ids
         self.G = ids.size(0)
         self.suffix = ids[:, pos:]
         self.cache = None
-        if pos > 0:
-            with torch.no_grad():
-                if isinstance(lm, GPTLM):
-                    self.cache = lm.model(ids[:, :pos], use_cache=True).past_kv
-                elif isinstance(lm, HFCausalLM):
-                    self.cache = lm.model(input_ids=ids[:, :pos], use_cache=True).past_key_values
-                else:
-                    raise TypeError(f"SuffixRunner supports GPTLM and HFCausalLM, not {type(lm).__name__}")
+        if context is not None and 0 < context[0] <= pos:  # (c_len, cache of ids[:, :c_len], one row)
+            c_len, c_cache = context
+            self.cache = expand_cache(lm, c_cache, self.G)
+            if pos > c_len:
+                self.cache, _ = extend(lm, ids[:, c_len:pos], self.cache)
+        elif pos > 0:
+            self.cache, _ = extend(lm, ids[:, :pos])
 
     def __call__(self, values: torch.Tensor, layer: int) -> torch.Tensor:
         """values (D,) -> z (D,) for one prompt; (G, E, D) -> z (G, E, D): E edits of each prompt.
@@ -81,6 +90,54 @@ class SuffixRunner:
         return z[0] if single else z.reshape(self.G, E, -1)
 
 
+    def shifted(self, deltas: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        """z (D,) of a one-prompt runner with deltas[m] (k, D) added to hidden state layers[m] at the
+        subject's last token. jacrev of this at deltas = 0 gives dz/dh at every layer in one pass."""
+        patches = [AddPatch(layer, 0, deltas[m]) for m, layer in enumerate(layers)]
+        if isinstance(self.lm, GPTLM):
+            def fn(i, h):
+                for p in patches:
+                    h = p.apply(h) if p.layer == i else h
+                return h
+
+            return self.lm.model(self.suffix, past_kv=self.cache, patch=fn, output_hidden_states=True).hidden_states[-1][0, -1]
+        store: list = [None] * (self.lm.n_layers + 1)
+        base = getattr(self.lm.model, "model", None) or self.lm.model.transformer
+        with ExitStack() as stack:
+            for p in patches:
+                stack.enter_context(self.lm._hooks(p, None))
+            stack.enter_context(self.lm._hooks(None, store))
+            base(input_ids=self.suffix, past_key_values=copy.deepcopy(self.cache), use_cache=self.cache is not None)
+        return store[-1][0, -1]
+
+
+@torch.no_grad()
+def extend(lm: LM, ids: torch.Tensor, cache=None, hidden: bool = False):
+    """Run `ids` (B, T) after `cache` (a KV cache of B rows, or None) without the LM head.
+    Returns (the cache extended by ids, the n_layers + 1 hidden states (B, T, D) of ids or None).
+    An HF cache is extended in place: pass a copy (`expand_cache`) to keep the original."""
+    if isinstance(lm, GPTLM):
+        out = lm.model(ids, past_kv=cache, use_cache=True, output_hidden_states=hidden)
+        return out.past_kv, out.hidden_states
+    if not isinstance(lm, HFCausalLM):
+        raise TypeError(f"prefix caches support GPTLM and HFCausalLM, not {type(lm).__name__}")
+    store = [None] * (lm.n_layers + 1) if hidden else None
+    base = getattr(lm.model, "model", None) or lm.model.transformer  # the decoder without the LM head
+    with lm._hooks(None, store):
+        out = base(input_ids=ids, past_key_values=cache, use_cache=True)
+    return out.past_key_values, (tuple(store) if hidden else None)
+
+
+def expand_cache(lm: LM, cache, G: int):
+    """A one-row KV cache repeated to G rows (a copy; the original is left as it is)."""
+    if isinstance(lm, GPTLM):
+        return [(k.expand(G, *k.shape[1:]), v.expand(G, *v.shape[1:])) for k, v in cache]
+    cache = copy.deepcopy(cache)
+    if G > 1:
+        cache.batch_repeat_interleave(G)
+    return cache
+
+
 @contextmanager
 def eager_attention(lm: LM):
     """HF models: matmul attention while differentiating (vmap has no batching rule for the CPU
@@ -103,6 +160,16 @@ def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
     f = fn if proj is None else (lambda v: proj.T @ fn(v))
     J = torch.func.jacrev(f, chunk_size=chunk or None)(h.detach())
     return J if proj is None else proj @ J
+
+
+def layer_jacobians(runner: SuffixRunner, layers: list[int], proj: torch.Tensor | None = None,
+                    chunk: int = 0) -> dict[int, torch.Tensor]:
+    """{layer: dz/dh_layer (D, D)} for one prompt, every layer from one jacrev (see `shifted`)."""
+    D = runner.lm.d_model
+    zero = torch.zeros(len(layers), D, device=runner.lm.device)
+    f = (lambda d: runner.shifted(d, layers)) if proj is None else (lambda d: proj.T @ runner.shifted(d, layers))
+    J = torch.func.jacrev(f, chunk_size=chunk or None)(zero)  # (rows, k, D)
+    return {layer: (J[:, m] if proj is None else proj @ J[:, m]) for m, layer in enumerate(layers)}
 
 
 def jacobian_loop(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:

@@ -47,18 +47,25 @@ class KnowledgeBase:
 
 
 def make_kb(n_subjects: int, n_countries: int, n_continents: int, n_ids: int, seed: int,
-            subject_tokens: int = 2, vocab_size: int = 512) -> KnowledgeBase:
+            subject_tokens: int = 2, vocab_size: int = 512, subject_pool: int = 0) -> KnowledgeBase:
     g = torch.Generator().manual_seed(seed)
     card = {"country": n_countries, "continent": n_continents, "polarity": 2, "id": n_ids}
     base, offsets = OBJ0, {}
     for r in RELATIONS:
         offsets[r], base = base, base + card[r]
-    pool = vocab_size - base  # subject tokens: every id after the objects
+    if subject_pool:  # position k of a subject draws from its own `subject_pool` tokens
+        pool, stride = subject_pool, subject_pool
+        if base + subject_tokens * pool > vocab_size:
+            raise ValueError(f"lre.subject_pool={pool} x {subject_tokens} subject tokens need model.vocab_size >= "
+                             f"{base + subject_tokens * pool}, got {vocab_size}")
+    else:  # every id after the objects, at every position
+        pool, stride = vocab_size - base, 0
     if pool ** subject_tokens < n_subjects:
-        raise ValueError(f"{n_subjects} subjects of {subject_tokens} token(s) need more than the {pool} free ids of "
-                         f"model.vocab_size={vocab_size}; raise model.vocab_size or lower lre.n_subjects")
+        raise ValueError(f"{n_subjects} subjects of {subject_tokens} token(s) need more than {pool} ** {subject_tokens} "
+                         f"codes; raise model.vocab_size / lre.subject_pool or lower lre.n_subjects")
     codes = torch.randperm(pool ** subject_tokens, generator=g)[:n_subjects].tolist()
-    subjects = [tuple(base + (c // pool ** k) % pool for k in reversed(range(subject_tokens))) for c in codes]
+    subjects = [tuple(base + (subject_tokens - 1 - k) * stride + (c // pool ** k) % pool
+                      for k in reversed(range(subject_tokens))) for c in codes]
     country = torch.randint(0, n_countries, (n_subjects,), generator=g)
     # continent(country): every continent gets at least one country, the rest at random
     cmap = torch.cat([torch.arange(n_continents), torch.randint(0, n_continents, (n_countries - n_continents,), generator=g)])

@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,real
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench bench-scorecard lint clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -28,6 +28,9 @@ test-slow: setup
 bench:
 	$(MAKE) setup EXTRAS=dev,real,bench
 	$(BIN)/python benchmarks/run_all.py
+
+bench-scorecard: setup  # ~50 min on 2 CPU cores: every experiment at scale=quick, from an empty cache
+	$(BIN)/python benchmarks/time_to_scorecard.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -62,3 +62,17 @@ def results_table(results: list[dict]) -> str:
             lines.append(f"| {res['name']} | {label} | {r['value']:.2f} | {op} {r['target']} | "
                          f"{'yes' if r['met'] else '**no**'} | {res['device']} |")
     return "\n".join(lines)
+
+
+def experiment_config(experiment: str, scale: str = "quick", overrides: tuple[str, ...] = ()):
+    """The typed config an experiment runs with at `scale` (so a benchmark measures the sizes
+    the experiment really uses, and follows them when a preset changes)."""
+    from hydra import compose, initialize_config_dir
+
+    from toyrepro.core import config as schema
+
+    schema.register()
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}", f"scale={scale}", "run_dir=/tmp/bench",
+                                           *overrides])
+    return schema.validate(cfg)

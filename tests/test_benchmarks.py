@@ -18,3 +18,15 @@ def test_every_benchmark_runs_tiny(tmp_path):
         res = json.loads((tmp_path / f"{name}.json").read_text())
         assert res["ratios"] and all(r["value"] > 0 for r in res["ratios"].values()), name
         assert {"torch", "device", "figures"} <= set(res)
+
+
+def test_time_to_scorecard_times_a_real_run(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import harness
+    import time_to_scorecard
+
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    res = time_to_scorecard.run(tiny=True)
+    fig = res["figures"]["gpt"]
+    assert fig["wall_s"] > 0 and fig["cpu_s"] > 0, fig
+    assert json.loads((tmp_path / "time_to_scorecard_smoke.json").read_text())["figures"]["gpt"] == fig

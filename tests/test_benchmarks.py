@@ -22,8 +22,9 @@ def test_every_benchmark_runs_tiny(tmp_path):
 
 def test_time_to_scorecard_times_a_real_run(tmp_path, monkeypatch):
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import harness
     import time_to_scorecard
+
+    import harness
 
     monkeypatch.setattr(harness, "RESULTS", tmp_path)
     res = time_to_scorecard.run(tiny=True)

@@ -197,3 +197,24 @@ def test_config_rejects_out_of_range(key, value):
     with pytest.raises(ConfigError, match=f"toolformer.{key}"):
         cfg.validate("toolformer")
     ToolformerConfig().validate("toolformer")
+
+
+def test_the_three_losses_sum_over_the_same_tokens_near_the_end_of_a_text():
+    """A call at the last word start: L_i(ε), L_i(e(c, ε)) and L_i(e(c, r)) all cover the same
+    characters (a uniform model gives each character log V, so they must be equal)."""
+    import math
+
+    from toyrepro.core.gpt import GPT, GPTConfig
+    from toyrepro.toolformer.annotate import Candidate
+    from toyrepro.toolformer.corpus import CharTokenizer, make_doc
+    from toyrepro.toolformer.filtering import score_candidates
+
+    tok = CharTokenizer()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=1, n_head=2, n_embd=16))
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)  # every logit 0: each character costs log V
+    doc = make_doc("*", 2, 438, 0)
+    last = doc.text.rindex(" ") + 1
+    (s,) = score_candidates(model, tok, [doc], [Candidate(0, last, "2 * 438", "876", 0.5)], 0.2, 8)
+    assert s.loss_plain == pytest.approx(s.loss_no_result) == pytest.approx(s.loss_result)
+    assert s.loss_plain < math.log(tok.vocab_size)  # the weights past the text's end are not counted

@@ -102,7 +102,10 @@ def score_candidates(model: GPT, tok: CharTokenizer, docs: list[Doc], cands: lis
     model.eval()
     w = loss_weights(decrement)
     used = sorted({c.doc for c in cands})
-    plain = dict(zip(used, text_token_losses(model, tok, [""] * len(used), [docs[d].text for d in used], batch)))
+    # append_end=False as for the prefixed texts below: all three losses sum over the same
+    # tokens (a call within 5 characters of the end must not be credited for the "\n" end token)
+    plain = dict(zip(used, text_token_losses(model, tok, [""] * len(used), [docs[d].text for d in used], batch,
+                                             append_end=False)))
     n_all = len(cands)
     # only x_{1:i+len(w)} matters: crop each text there, and drop candidates whose prefixed
     # text still exceeds the context (reported as `too_long` by the caller)

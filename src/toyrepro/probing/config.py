@@ -33,6 +33,10 @@ class LREConfig:
     # -- the toy knowledge base and its GPT (model_source=toy) ------------------------------
     n_subjects: int = 200  # random-token subjects ("a few hundred" in the issue)
     subject_tokens: int = 2  # tokens per subject (2: the subject's last token must gather the subject, as in text)
+    # Subject tokens drawn from one shared pool of this many ids (0 = all free ids): every token then occurs
+    # in many subjects, in either position, so only the pair identifies a subject (toy.py)
+    subject_pool: int = 0
+    filler_max: int = 0  # query training sequences put 0..filler_max filler tokens between subject and relation words
     profile_fraction: float = 0.5  # share of training sequences listing a subject's objects right after it (toy.py)
     n_countries: int = 20  # cardinality of `country`
     n_continents: int = 5  # cardinality of `continent` (a function of country)
@@ -53,8 +57,11 @@ class LREConfig:
         check(self.n_subjects >= 2 * self.n_train + 4, f"{p}.n_subjects", f">= 2 * n_train + 4 = {2 * self.n_train + 4}", self.n_subjects)
         check(2 <= self.n_continents <= self.n_countries, f"{p}.n_continents", f"in [2, n_countries={self.n_countries}]", self.n_continents)
         check(2 <= self.n_countries <= 40, f"{p}.n_countries", "in [2, 40]", self.n_countries)
+        check(0 <= self.filler_max <= 8, f"{p}.filler_max", "in [0, 8]", self.filler_max)
         check(0.0 <= self.profile_fraction < 1.0, f"{p}.profile_fraction", "in [0, 1)", self.profile_fraction)
         check(self.subject_tokens in (1, 2), f"{p}.subject_tokens", "1 or 2", self.subject_tokens)
+        check(self.subject_pool == 0 or self.subject_pool >= self.subject_tokens + 1, f"{p}.subject_pool",
+              f"0 (all free ids) or > subject_tokens={self.subject_tokens}", self.subject_pool)
         check(2 <= self.n_ids <= 100, f"{p}.n_ids", "in [2, 100]", self.n_ids)
         check(self.facts_per_sequence > self.n_train, f"{p}.facts_per_sequence",
               f"> n_train={self.n_train} (prompts hold n_train - 1 demonstrations + the query)", self.facts_per_sequence)

@@ -1,10 +1,7 @@
 """The toy setting: a synthetic knowledge base and a small GPT trained until it recalls it.
 
-Knowledge base (seeded): `n_subjects` subjects, each `subject_tokens` random tokens (default
-one: with two, a 3-layer toy GPT looks facts up at the prompt's last position by attending
-to both subject tokens, so the subject's last token never holds the facts and even the
-oracle patch fails; real LMs "enrich" the subject's last token, §2). Four relations of
-different cardinality (issue 5):
+Knowledge base (seeded): `n_subjects` subjects of `subject_tokens` (2) tokens. Four relations
+of different cardinality (issue 5):
 
     country    ~ uniform over n_countries values
     continent  = a fixed function of country (n_continents values)
@@ -12,10 +9,23 @@ different cardinality (issue 5):
     id         ~ uniform over n_ids values (random: expected to be recalled but not
                  decoded linearly, the paper's company -> CEO case, §5)
 
-Each relation is stated with two templates of two tokens each. A training sequence is
-`facts_per_sequence` facts of one relation and one template, "s1 s1' t t' o1 SEP s2 ...",
-the same few-shot format the LRE prompts use. Vocabulary (model.vocab_size ids): 0 = SEP,
-1..16 = template tokens, from 20 each relation's object tokens, then subject tokens.
+Each relation is stated with two templates of two tokens each. A training sequence is either
+`facts_per_sequence` facts of one relation and one template, "s1 s1' t t' o1 SEP s2 ...", the
+same few-shot format the LRE prompts use, or (`profile_fraction`) a "profile": subjects each
+followed by their four objects in a random order (`FactSequences`).
+
+Why the toy needs care (measured, see experiments/lre/README.md): the paper's LRE decodes the
+*enriched* state of the subject's last token (§2), which real LMs build because text keeps
+needing an entity's attributes after its name. A 3-layer toy GPT with 4 heads and subjects of
+unique random tokens instead looked each fact up at the prompt's last position, reading both
+raw subject tokens there; the subject's last token did not carry the answer, and even patching
+in another subject's whole state there moved <= 0.27 of answers. Three choices make the
+subject's last token the place the answer is read from: profiles (its next token is any of the
+subject's objects, so it must hold all of them), subject tokens from a small shared pool
+(`subject_pool`: only the ordered pair identifies a subject), and one attention head per
+layer (configs/experiment/lre.yaml: one read of the two raw tokens is an unordered mix).
+Vocabulary (model.vocab_size ids): 0 = SEP, 1..8 = template tokens, from 20 each relation's
+object tokens, then subject tokens.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from toyrepro.probing.relations import Relation
 
 log = logging.getLogger("toyrepro")
 SEP, TEMPLATE0, OBJ0 = 0, 1, 20
+FILLERS = (17, 18, 19)  # tokens that can stand between a subject and its relation words ("Obama, who ..., was born in")
 RELATIONS = ("country", "continent", "polarity", "id")
 
 
@@ -53,19 +64,18 @@ def make_kb(n_subjects: int, n_countries: int, n_continents: int, n_ids: int, se
     base, offsets = OBJ0, {}
     for r in RELATIONS:
         offsets[r], base = base, base + card[r]
-    if subject_pool:  # position k of a subject draws from its own `subject_pool` tokens
-        pool, stride = subject_pool, subject_pool
-        if base + subject_tokens * pool > vocab_size:
-            raise ValueError(f"lre.subject_pool={pool} x {subject_tokens} subject tokens need model.vocab_size >= "
-                             f"{base + subject_tokens * pool}, got {vocab_size}")
-    else:  # every id after the objects, at every position
-        pool, stride = vocab_size - base, 0
-    if pool ** subject_tokens < n_subjects:
-        raise ValueError(f"{n_subjects} subjects of {subject_tokens} token(s) need more than {pool} ** {subject_tokens} "
-                         f"codes; raise model.vocab_size / lre.subject_pool or lower lre.n_subjects")
-    codes = torch.randperm(pool ** subject_tokens, generator=g)[:n_subjects].tolist()
-    subjects = [tuple(base + (subject_tokens - 1 - k) * stride + (c // pool ** k) % pool
-                      for k in reversed(range(subject_tokens))) for c in codes]
+    # Subject tokens: every id after the objects, or (subject_pool > 0) the first `subject_pool` of
+    # them, shared by every position of every subject (a subject is an ordered tuple of distinct
+    # tokens, so each token occurs in many subjects and (a, b) and (b, a) can both be subjects).
+    pool = subject_pool or vocab_size - base
+    if base + pool > vocab_size:
+        raise ValueError(f"lre.subject_pool={pool} needs model.vocab_size >= {base + pool}, got {vocab_size}")
+    codes = [c for c in torch.randperm(pool ** subject_tokens, generator=g).tolist()
+             if not subject_pool or len({(c // pool ** k) % pool for k in range(subject_tokens)}) == subject_tokens]
+    if len(codes) < n_subjects:
+        raise ValueError(f"{n_subjects} subjects of {subject_tokens} token(s) need more than the {len(codes)} codes of "
+                         f"{pool} tokens; raise model.vocab_size / lre.subject_pool or lower lre.n_subjects")
+    subjects = [tuple(base + (c // pool ** k) % pool for k in reversed(range(subject_tokens))) for c in codes[:n_subjects]]
     country = torch.randint(0, n_countries, (n_subjects,), generator=g)
     # continent(country): every continent gets at least one country, the rest at random
     cmap = torch.cat([torch.arange(n_continents), torch.randint(0, n_continents, (n_countries - n_continents,), generator=g)])
@@ -77,7 +87,11 @@ def make_kb(n_subjects: int, n_countries: int, n_continents: int, n_ids: int, se
         "id": torch.randint(0, n_ids, (n_subjects,), generator=g),
     }
     objects = {r: [offsets[r] + int(v) for v in values[r]] for r in RELATIONS}
-    templates = {r: [[TEMPLATE0 + 4 * i + 2 * t, TEMPLATE0 + 4 * i + 2 * t + 1] for t in range(2)]
+    # Two templates per relation, each a pair of tokens; every single token is shared by two
+    # relations, so only the pair names the relation (the last position has to read the token
+    # before it, as "capital" needs "The ... of" in text).
+    n = len(RELATIONS)
+    templates = {r: [[TEMPLATE0 + (i + t) % n, TEMPLATE0 + n + (i + (n - 1) * t) % n] for t in range(2)]
                  for i, r in enumerate(RELATIONS)}
     return KnowledgeBase(subjects, objects, templates, card)
 
@@ -105,18 +119,19 @@ def toy_relations(kb: KnowledgeBase) -> list[Relation]:
 
 class FactSequences(torch.utils.data.Dataset):
     """Sample i, fixed by (seed, i): with probability `profile_fraction` a "profile" sequence
-    (each subject followed by its four objects, "s o_country o_continent o_polarity o_id SEP",
-    padded to the same length), otherwise `k` facts of one relation and template.
+    (subjects, each followed by its four objects in a random order, "s s' o_a o_b o_c o_d SEP",
+    padded to the same length), otherwise up to `k` facts of one relation and template, each
+    with 0..`filler_max` filler tokens between the subject and the relation words (padded).
 
-    Profiles make the subject's last token predict its country, so the model looks facts up
-    *at the subject* ("enrichment", §2) instead of only at the query position; without them
-    the 3-layer toy GPT reads the subject tokens from the query position and does the lookup
-    there, and neither LRE nor the oracle patch at the subject works (measured, see README).
+    At a profile's subject-last token the next token is any of the subject's four objects, so
+    that token must hold all of them: profiles make the model look facts up *at the subject*
+    ("enrichment", §2), relation-agnostically, as real text does around an entity's name.
     """
 
-    def __init__(self, kb: KnowledgeBase, k: int, num_samples: int, seed: int, profile_fraction: float = 0.0):
+    def __init__(self, kb: KnowledgeBase, k: int, num_samples: int, seed: int, profile_fraction: float = 0.0,
+                 filler_max: int = 0):
         self.kb, self.k, self.num_samples, self.seed = kb, k, num_samples, seed
-        self.profile_fraction = profile_fraction
+        self.profile_fraction, self.filler_max = profile_fraction, filler_max
         self.length = k * (len(kb.subjects[0]) + 4)
 
     def __len__(self) -> int:
@@ -127,16 +142,23 @@ class FactSequences(torch.utils.data.Dataset):
         if float(torch.rand((), generator=g)) < self.profile_fraction:
             ids: list[int] = []
             for j in torch.randperm(len(self.kb.subjects), generator=g).tolist():
-                fact = [*self.kb.subjects[j], *(self.kb.objects[r][j] for r in RELATIONS), SEP]
+                order = torch.randperm(len(RELATIONS), generator=g).tolist()
+                fact = [*self.kb.subjects[j], *(self.kb.objects[RELATIONS[r]][j] for r in order), SEP]
                 if len(ids) + len(fact) > self.length:
                     break
                 ids += fact
             return torch.tensor(ids + [SEP] * (self.length - len(ids)), dtype=torch.long)
         r = RELATIONS[int(torch.randint(0, len(RELATIONS), (1,), generator=g))]
         tmpl = self.kb.templates[r][int(torch.randint(0, 2, (1,), generator=g))]
-        idx = torch.randperm(len(self.kb.subjects), generator=g)[: self.k]
-        ids = [t for j in idx.tolist() for t in (*self.kb.subjects[j], *tmpl, self.kb.objects[r][j], SEP)]
-        return torch.tensor(ids, dtype=torch.long)
+        ids = []
+        for j in torch.randperm(len(self.kb.subjects), generator=g)[: self.k].tolist():
+            u = int(torch.randint(0, self.filler_max + 1, (1,), generator=g))
+            fill = [FILLERS[int(x)] for x in torch.randint(0, len(FILLERS), (u,), generator=g)]
+            fact = [*self.kb.subjects[j], *fill, *tmpl, self.kb.objects[r][j], SEP]
+            if len(ids) + len(fact) > self.length:
+                break
+            ids += fact
+        return torch.tensor(ids + [SEP] * (self.length - len(ids)), dtype=torch.long)
 
 
 def train_toy_lm(ctx, kb: KnowledgeBase) -> GPTLM:
@@ -149,15 +171,17 @@ def train_toy_lm(ctx, kb: KnowledgeBase) -> GPTLM:
     mcfg = GPTConfig(**vars(cfg.model))
     params = {"model": asdict(mcfg), "optim": vars(cfg.optim), "max_steps": cfg.trainer.max_steps, "seed": cfg.seed,
               "kb": {f: getattr(lre, f) for f in ("n_subjects", "n_countries", "n_continents", "n_ids", "facts_per_sequence",
-                                                 "subject_tokens", "profile_fraction")}}
+                                                 "subject_tokens", "subject_pool", "profile_fraction", "filler_max")},
+              "profile": "shuffled", "templates": "shared-token pairs"}
 
     def build(tmp: Path) -> None:
         torch.manual_seed(cfg.seed)
         model = GPT(mcfg)
         bs, steps = cfg.optim.batch_size, cfg.trainer.max_steps
-        train = FactSequences(kb, k, steps * bs, seed=cfg.seed, profile_fraction=lre.profile_fraction)
+        train = FactSequences(kb, k, steps * bs, seed=cfg.seed, profile_fraction=lre.profile_fraction,
+                             filler_max=lre.filler_max)
         val = FactSequences(kb, k, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed,
-                            profile_fraction=lre.profile_fraction)
+                            profile_fraction=lre.profile_fraction, filler_max=lre.filler_max)
         module = LMModule(model, cfg.optim, steps, stage="train")
         loader = torch.utils.data.DataLoader(
             train, batch_size=bs, sampler=StepOffsetSampler(len(train), bs, lambda: module.global_step))

@@ -69,6 +69,17 @@ def test_kv_cache_matches_full_recompute(model):
     assert a.shape == (2, 24) and torch.equal(a, b)
 
 
+def test_last_only_equals_the_full_forwards_last_position(model):
+    idx = torch.randint(0, model.cfg.vocab_size, (3, 11))
+    full = model(idx, output_hidden_states=True)
+    last = model(idx, output_hidden_states=True, last_only=True)
+    assert last.logits.shape == (3, 1, model.cfg.vocab_size)
+    torch.testing.assert_close(last.logits[:, 0], full.logits[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(last.hidden_states[-1][:, 0], full.hidden_states[-1][:, -1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="last_only=True cannot be combined"):
+        model(idx, last_only=True, use_cache=True)
+
+
 def test_sampling_modes():
     logits = torch.tensor([[0.0, 5.0, 1.0, 4.0]])
     assert sample_next(logits, temperature=0).item() == 1

@@ -77,6 +77,12 @@ def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path, cache_dir
     run_cli([*args, "resume=true"], tmp_path, cache_dir)
     assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
     assert f"resuming stage from {last}" in (run_dir / "console.log").read_text()
+    # per-step statistics are logged only on logging steps (core.train.logs_this_step) but logged
+    import csv
+
+    rows = list(csv.DictReader((ref_dir / "metrics.csv").open()))
+    for key in ("dpo/reward_accuracy", "dpo/logp_chosen", "reward_model/train_accuracy"):
+        assert any(r.get(key) for r in rows), f"{key} never reached metrics.csv"
 
 
 # toolformer at smoke size with an annotation stage long enough to be killed in the middle of it

@@ -59,15 +59,21 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+    def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
+        """`last_only`: queries of the last position only (keys/values of all): output (B, 1, C)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
+        if last_only:
+            q = q[:, -1:]
         # (B, T, C) -> (B, n_head, T, head_dim)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.reshape(B, -1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         p = self.dropout if self.training else 0.0
-        if past is None:
+        if last_only and past is None:  # the last position attends to everything: no mask
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            T = 1
+        elif past is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         elif T == 1:  # one new token attends to everything before it: no mask needed
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
@@ -99,9 +105,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
-        a, kv = self.attn(self.ln_1(x), past)
-        x = x + a
+    def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.ln_1(x), past, last_only)
+        x = (x[:, -1:] if last_only else x) + a
         return x + self.mlp(self.ln_2(x)), kv
 
 
@@ -149,7 +155,15 @@ class GPT(nn.Module):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         patch: Patch | None = None,
+        last_only: bool = False,
     ) -> GPTOutput:
+        """Logits (B, T, V); `hidden_states` = embeddings and each block's output (B, T, C).
+
+        `last_only=True` (no cache, no patch): the last block computes the last position only
+        (a reward model or a classifier reads nothing else), so the logits and the last hidden
+        state are (B, 1, ...); the same values as a full forward's last position."""
+        if last_only and (past_kv is not None or patch is not None or use_cache):
+            raise ValueError("last_only=True cannot be combined with past_kv, use_cache or patch")
         B, T = idx.shape
         start = 0 if past_kv is None else past_kv[0][0].size(2)
         if start + T > self.cfg.block_size:
@@ -163,8 +177,10 @@ class GPT(nn.Module):
             x = patch(0, x)
         hidden = [x] if output_hidden_states else None
         new_kv: list[KV] = []
+        if last_only and not self.h:
+            x = x[:, -1:]
         for i, block in enumerate(self.h):
-            x, kv = block(x, None if past_kv is None else past_kv[i])
+            x, kv = block(x, None if past_kv is None else past_kv[i], last_only and i == len(self.h) - 1)
             if patch is not None:
                 x = patch(i + 1, x)
             if hidden is not None:

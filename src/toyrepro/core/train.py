@@ -64,6 +64,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+def logs_this_step(module: L.LightningModule) -> bool:
+    """Whether the Trainer writes training metrics at this step (every `log_every_n_steps`).
+    A `self.log` call costs ~1 ms in Lightning (it moves and wraps every value), so modules
+    with many per-step statistics only log them when they will be written; per-step values
+    (`on_step`) are not aggregated, so nothing that reaches the loggers changes."""
+    conn = getattr(module.trainer, "_logger_connector", None)
+    return True if conn is None else bool(conn.should_update_logs)
+
+
 def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
     if not torch.isfinite(loss).all():
         raise NonFiniteLossError(stage, step, float(loss.detach().float().mean()))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.gpt import GPT
-from toyrepro.core.train import adamw, check_finite
+from toyrepro.core.train import adamw, check_finite, logs_this_step
 from toyrepro.rlhf.policy import completion_logprobs
 
 
@@ -76,7 +76,8 @@ class DPOModule(L.LightningModule):
         loss, stats = self._step(batch)
         check_finite(loss, self.stage, self.global_step)
         self.log(f"{self.stage}/loss", loss, prog_bar=True)
-        self.log_dict({f"{self.stage}/{k}": v for k, v in stats.items()}, batch_size=batch["prompt"].size(0))
+        if logs_this_step(self):
+            self.log_dict({f"{self.stage}/{k}": v for k, v in stats.items()}, batch_size=batch["prompt"].size(0))
         return loss
 
     def on_train_end(self) -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.gpt import GPT
-from toyrepro.core.train import adamw, check_finite
+from toyrepro.core.train import adamw, check_finite, logs_this_step
 
 
 def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ class RewardModel(nn.Module):
 
     def raw(self, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
         seq = torch.cat([prompts, completions], dim=1)
-        h = self.backbone(seq, output_hidden_states=True).hidden_states[-1][:, -1]
+        h = self.backbone(seq, output_hidden_states=True, last_only=True).hidden_states[-1][:, -1]
         return self.head(self.backbone.ln_f(h)).squeeze(-1)
 
     def forward(self, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
@@ -93,7 +93,8 @@ class RewardModule(L.LightningModule):
         loss, rc, rr = self._step(batch)
         check_finite(loss, self.stage, self.global_step)
         self.log(f"{self.stage}/loss", loss, prog_bar=True)
-        self._log("train_", loss, rc, rr)
+        if logs_this_step(self):
+            self._log("train_", loss, rc, rr)
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -6,7 +6,9 @@ token, and z is the last position's final hidden state. Both sides differentiate
 function: `probing.jacobian.jacobian` (jacrev, one vmapped VJP over all D rows) vs
 `jacobian_loop` (one `autograd.grad` per row of z). On the toy GPT of the `lre` experiment
 and on SmolLM2-135M-Instruct (D = 576, eager attention while differentiating, as the
-experiment does). Full D x D Jacobians, no projection. Target: >= 5x on each.
+experiment does). The toy's full D x D Jacobian; for SmolLM2, 64 rows (z projected on 64
+orthonormal directions, as the experiment's `lre.jacobian_dims` projects it: all 576 rows
+take ~2.5 min per loop on one busy core, and ~8 GB when vmapped at once). Target: >= 5x.
 """
 
 from __future__ import annotations
@@ -24,18 +26,32 @@ from harness import compare, experiment_config, record
 FEW_SHOT = "Tokyo is the capital of Japan. Paris is the capital of France. Rome is the capital of"
 
 
-def side_by_side(lm, ids: list[int], pos: int, layer: int, reps: int) -> dict:
+def side_by_side(lm, ids: list[int], pos: int, layer: int, reps: int, rows: int = 0) -> dict:
+    """Time both sides on dz/dh; `rows` > 0: only `rows` directions of z (an orthonormal
+    projection, as the experiment's `lre.jacobian_dims`), else all D rows."""
     ids_t = torch.tensor(ids, device=lm.device)
     with torch.no_grad():
         h = lm(ids_t[None], output_hidden_states=True).hidden_states[layer][0, pos]
-    fn = partial(SuffixRunner(lm, ids_t, pos), layer=layer)
+    runner = partial(SuffixRunner(lm, ids_t, pos), layer=layer)
+    proj = torch.linalg.qr(torch.randn(lm.d_model, rows, generator=torch.Generator().manual_seed(0)))[0] \
+        if rows else None
+
+    def batched():
+        return jacobian(runner, h, proj).detach()
+
+    def loop():
+        fn = runner if proj is None else (lambda v: proj.T @ runner(v))
+        J = jacobian_loop(fn, h).detach()
+        return J if proj is None else proj @ J
+
     with eager_attention(lm):
-        fast, slow = jacobian(fn, h).detach(), jacobian_loop(fn, h).detach()
-        gap = float((fast - slow).abs().max() / slow.abs().max().detach())
+        fast, slow = batched(), loop()
+        gap = float((fast - slow).abs().max() / slow.abs().max())
         assert gap < 1e-4, f"batched and looped Jacobians differ (relative {gap:.2e})"
-        t_fast, t_loop = compare(lambda: jacobian(fn, h), lambda: jacobian_loop(fn, h), reps=reps, warmup=0)
-    return {"d_model": lm.d_model, "prompt_tokens": len(ids), "suffix_tokens": len(ids) - pos, "layer": layer,
-            "batched_s": t_fast, "loop_s": t_loop, "relative_difference": gap}
+        t_fast, t_loop = compare(batched, loop, reps=reps, warmup=0)
+    return {"d_model": lm.d_model, "rows": rows or lm.d_model, "prompt_tokens": len(ids),
+            "suffix_tokens": len(ids) - pos, "layer": layer, "batched_s": t_fast, "loop_s": t_loop,
+            "relative_difference": gap}
 
 
 def run(tiny: bool = False) -> dict:
@@ -52,7 +68,7 @@ def run(tiny: bool = False) -> dict:
         lm = load_smollm2()
         ids = lm.encode(FEW_SHOT)
         subject_last = len(lm.encode(FEW_SHOT.rsplit(" is the", 1)[0])) - 1  # "Rome"
-        figures["smollm2"] = side_by_side(lm, ids, subject_last, 6, reps=3)
+        figures["smollm2"] = side_by_side(lm, ids, subject_last, 6, reps=3, rows=64)
         ratios["SmolLM2-135M: batched vs loop"] = {
             "value": figures["smollm2"]["loop_s"] / figures["smollm2"]["batched_s"], "target": 5.0}
     return record("lre_jacobian", figures, ratios)

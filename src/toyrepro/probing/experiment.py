@@ -90,7 +90,7 @@ def run(ctx: RunContext) -> Scorecard:
         from toyrepro.probing.toy import make_kb, toy_relations, train_toy_lm
 
         kb = make_kb(lre.n_subjects, lre.n_countries, lre.n_continents, lre.n_ids, cfg.seed,
-                     lre.subject_tokens, cfg.model.vocab_size)
+                     lre.subject_tokens, cfg.model.vocab_size, lre.subject_pool)
         lm = train_toy_lm(ctx, kb)
         relations, card_of = toy_relations(kb), kb.cardinality
     else:
@@ -135,8 +135,9 @@ def run(ctx: RunContext) -> Scorecard:
 
 def load_smollm2_cached(cache_dir) -> HFCausalLM:
     """SmolLM2-135M-Instruct, its GGUF dequantised to float32 once and cached as a stage
-    (safetensors + tokenizer files): loading the GGUF dequantises 272 tensors on every run
-    (20-30 s of CPU), reading the cached float32 weights takes a second or two."""
+    (state dict + config + tokenizer files): loading the GGUF dequantises 272 tensors on every
+    run (20-30 s of CPU); reading the cached float32 weights takes a second or two. (transformers
+    refuses `save_pretrained` on a GGUF-loaded model, hence the plain state dict.)"""
     from toyrepro.core.lm import SMOLLM2_GGUF, _smollm2_dir, load_smollm2
 
     src = _smollm2_dir() / SMOLLM2_GGUF  # MissingExtraError (with the install command) without the extra
@@ -144,14 +145,18 @@ def load_smollm2_cached(cache_dir) -> HFCausalLM:
 
     def build(tmp: Path) -> None:
         lm = load_smollm2()
-        lm.model.save_pretrained(tmp)
+        torch.save(lm.model.state_dict(), tmp / "model.pt")
+        lm.model.config.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
 
     path = cached_stage(cache_dir, "smollm2-f32", params, build)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # (rotary buffers are not in the state dict)
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    model.tie_weights()
     return HFCausalLM(model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True))
 
 

@@ -147,6 +147,23 @@ def test_filter_keeps_a_helpful_call_and_drops_a_useless_one():
     assert not is_useful(doc.text, pos, "4858", 5)
 
 
+def test_no_result_loss_is_skipped_only_where_it_cannot_change_the_decision():
+    """L(e(c, ε)) is computed iff L(ε) − L⁺ ≥ 0; where computed it equals a direct scoring."""
+    from toyrepro.toolformer.filtering import prefix_text, text_token_losses
+
+    doc = make_doc("*", 4821, 37, 0)
+    pos = doc.text.index("178377")
+    good = Candidate(0, pos, "4821 * 37", "178377", 0.5)
+    bad = Candidate(0, pos, "4821 + 37", "4858", 0.5)
+    scored = {s.cand.expr: s for s in score_candidates(RuleLM(), TOK, [doc], [good, bad], 0.2, batch=2)}
+    assert scored["4821 + 37"].loss_plain < scored["4821 + 37"].loss_result  # useless: skipped
+    assert scored["4821 + 37"].loss_no_result == float("inf")
+    assert scored["4821 + 37"].gain == pytest.approx(scored["4821 + 37"].loss_plain - scored["4821 + 37"].loss_result)
+    (nll,) = text_token_losses(RuleLM(), TOK, [prefix_text("4821 * 37", None)], [doc.text], 2, append_end=False)
+    assert scored["4821 * 37"].loss_no_result == pytest.approx(weighted_loss(nll, pos, loss_weights(0.2)))
+    assert [k.cand.expr for k in keep(list(scored.values()), 0.0)] == ["4821 * 37"]
+
+
 def test_future_leak_detects_arguments_from_after_the_call():
     text = "4821 times 37 is 178377."
     assert not is_future_leak(text, text.index("178377"), "4821 * 37")

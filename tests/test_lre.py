@@ -20,7 +20,7 @@ from toyrepro.probing.relations import (
     load_relation_file,
     load_relations,
 )
-from toyrepro.probing.toy import ToyPrompts, make_kb, toy_relations
+from toyrepro.probing.toy import FILLERS, FactSequences, ToyPrompts, make_kb, toy_relations
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +211,29 @@ def test_toy_knowledge_base_and_prompts():
     ids, pos = rels["id"].fmt.prompt(kb.subjects[0], rels["id"].samples[1:3])
     assert ids[pos - 1 : pos + 1] == list(kb.subjects[0]) and len(ids) == 2 * 6 + 4
     assert isinstance(rels["id"].fmt, ToyPrompts)
+
+
+def test_toy_design_shared_pool_token_pairs_and_fillers():
+    kb = make_kb(60, 6, 3, 10, seed=1, subject_tokens=2, vocab_size=256, subject_pool=12)
+    tokens = {t for s in kb.subjects for t in s}
+    assert len(set(kb.subjects)) == 60 and len(tokens) <= 12 and all(a != b for a, b in kb.subjects)
+    pairs = [tuple(t) for ts in kb.templates.values() for t in ts]
+    assert len(set(pairs)) == len(pairs)
+    for k in (0, 1):  # every single template token is used by two relations: only the pair names one
+        assert all(sum(p[k] == tok for p in pairs) == 2 for tok in {p[k] for p in pairs})
+    seqs = FactSequences(kb, 6, 40, seed=0, profile_fraction=0.5, filler_max=3)
+    gaps = set()
+    for i in range(40):
+        ids = seqs[i].tolist()
+        assert len(ids) == seqs.length
+        for j in range(len(ids) - 1):
+            if tuple(ids[j : j + 2]) in pairs:  # relation words: the subject ends 1 + (fillers) before
+                back = j - 1
+                while ids[back] in FILLERS:
+                    back -= 1
+                assert tuple(ids[back - 1 : back + 1]) in kb.subjects
+                gaps.add(j - 1 - back)
+    assert gaps == {0, 1, 2, 3}
 
 
 def test_config_ranges():

@@ -14,16 +14,18 @@ Each relation is stated with two templates of two tokens each. A training sequen
 same few-shot format the LRE prompts use, or (`profile_fraction`) a "profile": subjects each
 followed by their four objects in a random order (`FactSequences`).
 
-Why the toy needs care (measured, see experiments/lre/README.md): the paper's LRE decodes the
-*enriched* state of the subject's last token (§2), which real LMs build because text keeps
-needing an entity's attributes after its name. A 3-layer toy GPT with 4 heads and subjects of
-unique random tokens instead looked each fact up at the prompt's last position, reading both
-raw subject tokens there; the subject's last token did not carry the answer, and even patching
-in another subject's whole state there moved <= 0.27 of answers. Three choices make the
-subject's last token the place the answer is read from: profiles (its next token is any of the
-subject's objects, so it must hold all of them), subject tokens from a small shared pool
-(`subject_pool`: only the ordered pair identifies a subject), and one attention head per
-layer (configs/experiment/lre.yaml: one read of the two raw tokens is an unordered mix).
+Why the toy needs care (measured, see experiments/lre/README.md, "Toy design"): the paper's
+LRE decodes the *enriched* state of the subject's last token (§2), which real LMs build because
+text keeps needing an entity's attributes after its name. A toy GPT with 4 heads and subjects of
+unique random tokens instead looked each fact up at the prompt's last position from the raw
+subject tokens; even patching another subject's whole state into the subject's last token
+moved <= 0.27 of answers. The choices that make the last position read the subject's last
+token: profiles (its next token is any of the subject's objects, so it must hold them all),
+subject tokens from a small shared pool (`subject_pool`: only the ordered pair names a
+subject), relations named by a *pair* of template tokens, 0..`filler_max` filler tokens between
+subject and relation words in training queries (so the raw subject tokens sit at no fixed
+offset), and 2 layers of 1 attention head (configs/experiment/lre.yaml). Even then, on some
+seeds the model still learns the direct lookup (README).
 Vocabulary (model.vocab_size ids): 0 = SEP, 1..8 = template tokens, from 20 each relation's
 object tokens, then subject tokens.
 """

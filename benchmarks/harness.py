@@ -2,20 +2,23 @@
 
 These machines are noisy, so a single figure means little; what counts is the *ratio* of
 two sides measured in the same conditions. Each repetition times side A then side B (then
-B then A on the next, so drift hits both equally) with `torch.utils.benchmark.Timer`,
-which handles thread settings and synchronisation; the median over repetitions is kept.
+B then A on the next, so drift hits both equally) with `time.perf_counter` (CUDA
+synchronised); the median over repetitions is kept. (`torch.utils.benchmark.Timer` was used
+at first: its `timeit` runs two untimed warm-up calls before every measurement and pins
+torch to one thread, which tripled the cost of second-long sides.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.benchmark import Timer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -23,21 +26,34 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     return {
         "machine": platform.node(), "processor": platform.processor() or platform.machine(),
-        "cpus": torch.get_num_threads(), "torch": torch.__version__,
+        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()), "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
 
 
 def compare(a: Callable[[], object], b: Callable[[], object], reps: int = 5, number: int = 1,
             warmup: int = 1) -> tuple[float, float]:
-    """Median seconds per call of a and b, measured alternately."""
+    """Median seconds per call of a and b, measured alternately (A B, then B A, ...) after
+    `warmup` untimed calls of each; `number` calls per timing. Runs at the process's torch
+    thread count (recorded by `machine()`); CUDA work is synchronised before each reading."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    def timed(fn) -> float:
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        sync()
+        return (time.perf_counter() - t0) / number
+
     for _ in range(warmup):
         a(), b()
     ta, tb = [], []
     for r in range(reps):
         order = [(a, ta), (b, tb)] if r % 2 == 0 else [(b, tb), (a, ta)]
         for fn, out in order:
-            out.append(Timer(stmt="fn()", globals={"fn": fn}).timeit(number).mean)
+            out.append(timed(fn))
     return statistics.median(ta), statistics.median(tb)
 
 

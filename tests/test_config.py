@@ -39,6 +39,7 @@ def test_scale_presets_differ():
         ("gpt.sample_top_k=300", "gpt.sample_top_k must be <= model.vocab_size (256); lower it, or 0 for no "
                                  "top-k (got 300)"),
         ("experiment=rlhf rlhf.dpo.beta=0", "rlhf.dpo.beta must be > 0 (got 0.0)"),
+        ("experiment=toolformer toolformer.decode_top_k=500", "toolformer.decode_top_k must be <= the vocabulary"),
     ],
 )
 def test_out_of_range_values_stop_with_one_line(tmp_path, cache_dir, override, message):

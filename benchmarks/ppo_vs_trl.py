@@ -41,6 +41,7 @@ from dpo_vs_trl import RLHF_MODEL, TINY_MODEL, alternate, quiet, quiet_lightning
 
 from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.rlhf.config import LanguageConfig, PPOConfig
+from toyrepro.rlhf.experiment import IterationSampler
 from toyrepro.rlhf.language import make_language
 from toyrepro.rlhf.policy import PolicyValue
 from toyrepro.rlhf.ppo import PPOModule, gae, ppo_loss, whiten
@@ -72,17 +73,6 @@ def seq_classifier(sft: GPT, pad_token_id: int):
     m.transformer.load_state_dict(hf.transformer.state_dict())
     m.config.pad_token_id = pad_token_id  # never present (fixed lengths): the last token is scored
     return m
-
-
-class _Iterations(torch.utils.data.Sampler[int]):  # as run_ppo's _IterationSampler
-    def __init__(self, n: int, start):
-        self.n, self.start = n, start
-
-    def __iter__(self):
-        return iter(range(self.start(), self.n))
-
-    def __len__(self) -> int:
-        return self.n
 
 
 def plain_ppo(policy, rm, ref, prompts: torch.Tensor, pc: PPOConfig, completion_len: int, pad_id: int) -> None:
@@ -146,7 +136,7 @@ def sides(cfg: GPTConfig, iters: int, baseline: str, rollout: int = 64, keep_gc:
                             enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
                             limit_val_batches=0, num_sanity_val_steps=0)
         batches = torch.utils.data.DataLoader(list(range(iters)), batch_size=1,
-                                              sampler=_Iterations(iters, lambda: module.iteration))
+                                              sampler=IterationSampler(iters, lambda: module.iteration))
         trainer.fit(module, batches)
         assert module.iteration == iters, module.iteration
 

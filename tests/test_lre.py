@@ -13,7 +13,13 @@ from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
 from toyrepro.probing import lre as L
 from toyrepro.probing.config import LREConfig
 from toyrepro.probing.evaluate import read_states
-from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, jacobian, jacobian_loop, layer_jacobians
+from toyrepro.probing.jacobian import (
+    SuffixRunner,
+    decoding_subspace,
+    jacobian,
+    jacobian_loop,
+    layer_jacobians,
+)
 from toyrepro.probing.relations import (
     RELATIONS_DIR,
     RelationFileError,

@@ -31,16 +31,23 @@ def ckpt_step(path) -> int:
     return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
 
 
-def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
+def reference_then_killed(base: list[str], stage: str, tmp_path, cache_dir):
+    """Run `base` to the end (the reference), then start it again in its own run dir and
+    SIGTERM it once `stage` has written its first checkpoint. Returns (ref_dir, run_dir,
+    the killed run's args, its last checkpoint)."""
     ref = tmp_path / "ref"
     ref.mkdir()
-    run_cli(LONG, ref, cache_dir)
+    run_cli(base, ref, cache_dir)
     (ref_dir,) = run_dirs(ref)
-
     run_dir = tmp_path / "killed"
-    args = [*LONG, f"hydra.run.dir={run_dir}"]
-    last = run_dir / "checkpoints" / "train" / "last.ckpt"
+    args = [*base, f"hydra.run.dir={run_dir}"]
+    last = run_dir / "checkpoints" / stage / "last.ckpt"
     start_and_kill(args, tmp_path, cache_dir, last.exists)
+    return ref_dir, run_dir, args, last
+
+
+def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
+    ref_dir, run_dir, args, last = reference_then_killed(LONG, "train", tmp_path, cache_dir)
     assert not (run_dir / "scorecard.json").exists(), "the killed run did not finish"
     step = ckpt_step(last)
     assert 0 < step < 200, f"killed at step {step}: the test must interrupt training midway"
@@ -59,15 +66,7 @@ RLHF_LONG = ["experiment=rlhf", "scale=smoke", "seed=3", "logger=csv", "rlhf.ppo
 
 
 def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path, cache_dir):
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    run_cli(RLHF_LONG, ref, cache_dir)
-    (ref_dir,) = run_dirs(ref)
-
-    run_dir = tmp_path / "killed"
-    args = [*RLHF_LONG, f"hydra.run.dir={run_dir}"]
-    last = run_dir / "checkpoints" / "ppo" / "last.ckpt"
-    start_and_kill(args, tmp_path, cache_dir, last.exists)
+    ref_dir, run_dir, args, last = reference_then_killed(RLHF_LONG, "ppo", tmp_path, cache_dir)
     assert not (run_dir / "scorecard.json").exists()
     assert not (run_dir / "checkpoints" / "dpo").exists(), "the kill must land inside PPO"
     done = ckpt_step(last)

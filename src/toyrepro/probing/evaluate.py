@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 import torch
 
 from toyrepro.probing import lre as L
-from toyrepro.probing.jacobian import SuffixRunner, decoding_subspace, eager_attention, expand_cache, extend, layer_jacobians
+from toyrepro.probing.jacobian import (
+    SuffixRunner,
+    decoding_subspace,
+    eager_attention,
+    expand_cache,
+    extend,
+    layer_jacobians,
+)
 from toyrepro.probing.relations import Relation
 
 log = logging.getLogger("toyrepro")

@@ -23,8 +23,8 @@ import torch
 
 from toyrepro.core.lm import HFCausalLM
 from toyrepro.core.run import RunContext
-from toyrepro.core.stage import cached_stage
 from toyrepro.core.scorecard import Claim, Scorecard
+from toyrepro.core.stage import cached_stage
 from toyrepro.probing.evaluate import RelationResult, analyse_relation
 from toyrepro.probing.relations import RelationFileError, load_relations
 

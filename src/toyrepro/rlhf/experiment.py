@@ -167,13 +167,13 @@ def run_ppo(ctx: RunContext, lang, sft, rm, ev: Evaluator) -> PPOModule:
                             log_every_n_steps=1)
     iters = torch.utils.data.DataLoader(
         list(range(pc.iterations)), batch_size=1,
-        sampler=_IterationSampler(pc.iterations, lambda: module.iteration))
+        sampler=IterationSampler(pc.iterations, lambda: module.iteration))
     fit_stage(module, iters, None, t, ctx.stage_dir("ppo"), ctx.loggers("ppo"), "ppo", cfg.resume,
               max_steps=pc.iterations * spi)
     return module
 
 
-class _IterationSampler(torch.utils.data.Sampler[int]):
+class IterationSampler(torch.utils.data.Sampler[int]):
     """Iteration indices from the module's own counter on (resume-safe)."""
 
     def __init__(self, n: int, start):

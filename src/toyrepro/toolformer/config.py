@@ -57,7 +57,7 @@ class ToolformerConfig:
         check(self.tau_f >= 0.0, f"{p}.tau_f", ">= 0", self.tau_f)
         check(0.0 < self.weight_decrement <= 1.0, f"{p}.weight_decrement", "in (0, 1]", self.weight_decrement)
         check(self.finetune_lr > 0, f"{p}.finetune_lr", "> 0", self.finetune_lr)
-        from toyrepro.toolformer.corpus import ALPHABET  # the model's vocabulary: one token per character
+        from toyrepro.toolformer.corpus import ALPHABET  # the vocabulary: one token per character
 
         check(self.decode_top_k <= len(ALPHABET), f"{p}.decode_top_k",
               f"<= the vocabulary ({len(ALPHABET)} characters)", self.decode_top_k)

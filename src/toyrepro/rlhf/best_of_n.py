@@ -69,8 +69,10 @@ def best_of_n_curve(proxy: torch.Tensor, gold: torch.Tensor, max_n: int) -> Best
     out = BestOfN(ns, [], [], [], [])
     for n in ns:
         w = order_weights(N, n)
-        out.gold.append(float((gold_sorted @ w).mean()))
-        out.proxy.append(float((proxy_sorted @ w).mean()))
+        # elementwise product + torch's sum, not a BLAS gemv, whose last bits can depend on
+        # memory alignment: a resumed run must give the same values to the bit
+        out.gold.append(float((gold_sorted * w).sum(1).mean()))
+        out.proxy.append(float((proxy_sorted * w).sum(1).mean()))
         out.kl_analytic.append(analytic_kl(n))
         out.kl_empirical.append(empirical_kl(N, n))
     return out
@@ -91,18 +93,26 @@ class Fit:
 
 
 def fit_gao(kl: list[float], gain: list[float], form: str) -> Fit:
-    """Least-squares fit of R(d) with d = sqrt(KL); form 'bon': d(a - b d), 'rl': d(a - b log d)."""
+    """Least-squares fit of R(d) with d = sqrt(KL); form 'bon': d(a - b d), 'rl': d(a - b log d).
+
+    Two parameters, no intercept: the 2x2 normal equations, summed with `math.fsum` (exactly
+    rounded, so the fit does not depend on summation order or memory alignment)."""
     if form not in ("bon", "rl"):
         raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
-    d = torch.tensor(kl, dtype=torch.float64).clamp_min(0).sqrt()
-    y = torch.tensor(gain, dtype=torch.float64)
-    second = d * d if form == "bon" else d * torch.log(d.clamp_min(1e-12))
-    X = torch.stack([d, -second], dim=1)
-    coef = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
-    resid = y - X @ coef
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-    return Fit(float(coef[0]), float(coef[1]), r2, form)
+    d = [math.sqrt(max(k, 0.0)) for k in kl]
+    x1 = d
+    x2 = [-(v * v) if form == "bon" else -(v * math.log(max(v, 1e-12))) for v in d]
+    s11, s12, s22 = (math.fsum(a * b for a, b in zip(u, v)) for u, v in ((x1, x1), (x1, x2), (x2, x2)))
+    t1, t2 = math.fsum(a * y for a, y in zip(x1, gain)), math.fsum(b * y for b, y in zip(x2, gain))
+    det = s11 * s22 - s12 * s12
+    if det == 0:
+        raise ValueError("fit_gao needs at least two distinct non-zero KL values")
+    alpha, beta = (t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det
+    mean = math.fsum(gain) / len(gain)
+    ss_tot = math.fsum((y - mean) ** 2 for y in gain)
+    ss_res = math.fsum((y - alpha * a - beta * b) ** 2 for y, a, b in zip(gain, x1, x2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return Fit(alpha, beta, r2, form)
 
 
 def bootstrap_fit(proxy: torch.Tensor, gold: torch.Tensor, max_n: int, unit: float, form: str = "bon",

@@ -65,7 +65,8 @@ RLHF_LONG = ["experiment=rlhf", "scale=smoke", "seed=3", "logger=csv", "rlhf.ppo
              "rlhf.ppo.eval_every=4", "rlhf.ppo.rollout_size=32"]
 
 
-def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path, cache_dir):
+def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path):
+    cache_dir = tmp_path / "cache"  # its own: the reference run must train the reward model (logs checked below)
     ref_dir, run_dir, args, last = reference_then_killed(RLHF_LONG, "ppo", tmp_path, cache_dir)
     assert not (run_dir / "scorecard.json").exists()
     assert not (run_dir / "checkpoints" / "dpo").exists(), "the kill must land inside PPO"

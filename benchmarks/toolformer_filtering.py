@@ -31,6 +31,7 @@ from toyrepro.toolformer.annotate import Candidate
 from toyrepro.toolformer.calculator import evaluate
 from toyrepro.toolformer.corpus import CharTokenizer, random_docs, word_starts
 from toyrepro.toolformer.filtering import (
+    fits_context,
     loss_weights,
     prefix_text,
     score_candidates,
@@ -77,7 +78,7 @@ def run(tiny: bool = False) -> dict:
     docs = random_docs(4 if tiny else 20, 0, tc.max_a_digits, tc.max_b_digits)
     w = loss_weights(tc.weight_decrement)
     cands = [c for c in candidates(docs, 2 if tiny else tc.m)  # the ones the experiment can score
-             if 2 + len(prefix_text(c.expr, c.result)) + c.position + w.numel() <= m.block_size]
+             if fits_context(c, w.numel(), m.block_size)]
     batch = tc.score_batch
 
     def batched():

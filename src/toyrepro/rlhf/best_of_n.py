@@ -57,14 +57,19 @@ class BestOfN:
     kl_empirical: list[float]
 
 
-def best_of_n_curve(proxy: torch.Tensor, gold: torch.Tensor, max_n: int) -> BestOfN:
-    """proxy, gold: (M prompts, N samples). Returns the curve for n = 1, 2, 4, ..., max_n."""
+def sort_by_proxy(proxy: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(proxy, gold) of each prompt's samples in ascending proxy order, float64."""
+    order = proxy.argsort(dim=1)
+    return proxy.gather(1, order).double(), gold.gather(1, order).double()
+
+
+def best_of_n_curve(proxy: torch.Tensor, gold: torch.Tensor, max_n: int, presorted: bool = False) -> BestOfN:
+    """proxy, gold: (M prompts, N samples). Returns the curve for n = 1, 2, 4, ..., max_n.
+    `presorted`: rows already in ascending proxy order (`sort_by_proxy`)."""
     M, N = proxy.shape
     if max_n > N:
         raise ValueError(f"best-of-{max_n} needs at least {max_n} samples per prompt, got {N}")
-    order = proxy.argsort(dim=1)
-    gold_sorted = gold.gather(1, order).double()
-    proxy_sorted = proxy.gather(1, order).double()
+    proxy_sorted, gold_sorted = (proxy.double(), gold.double()) if presorted else sort_by_proxy(proxy, gold)
     ns = [2**k for k in range(int(math.log2(max_n)) + 1)]
     out = BestOfN(ns, [], [], [], [])
     for n in ns:
@@ -121,10 +126,11 @@ def bootstrap_fit(proxy: torch.Tensor, gold: torch.Tensor, max_n: int, unit: flo
     the curvature is from 0 given only `M` prompts). Gains are divided by `unit`."""
     g = torch.Generator().manual_seed(seed)
     M = proxy.size(0)
+    proxy, gold = sort_by_proxy(proxy, gold)  # once: resampling prompts keeps each row's order
     betas = []
     for _ in range(n_boot):
         idx = torch.randint(0, M, (M,), generator=g)
-        c = best_of_n_curve(proxy[idx], gold[idx], max_n)
+        c = best_of_n_curve(proxy[idx], gold[idx], max_n, presorted=True)
         betas.append(fit_gao(c.kl_analytic, [(v - c.gold[0]) / unit for v in c.gold], form).beta)
     q = torch.tensor(betas).quantile(torch.tensor([0.025, 0.975]))
     return float(q[0]), float(q[1])

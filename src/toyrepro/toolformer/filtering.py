@@ -100,6 +100,11 @@ class Scored:
         return min(self.loss_plain, self.loss_no_result) - self.loss_result
 
 
+def fits_context(c: Candidate, n_weights: int, block_size: int) -> bool:
+    """Whether "\n" + e(c, r) + " " + x_{1:i+n_weights} (and its end) fits the model's context."""
+    return 2 + len(prefix_text(c.expr, c.result)) + c.position + n_weights <= block_size
+
+
 def score_candidates(model: GPT, tok: CharTokenizer, docs: list[Doc], cands: list[Candidate],
                      decrement: float, batch: int) -> list[Scored]:
     was_training = model.training
@@ -113,9 +118,7 @@ def score_candidates(model: GPT, tok: CharTokenizer, docs: list[Doc], cands: lis
     n_all = len(cands)
     # only x_{1:i+len(w)} matters: crop each text there, and drop candidates whose prefixed
     # text still exceeds the context (reported as `too_long` by the caller)
-    fits = [c for c in cands if 2 + len(prefix_text(c.expr, c.result)) + c.position + w.numel()
-            <= model.cfg.block_size]
-    cands = fits
+    cands = [c for c in cands if fits_context(c, w.numel(), model.cfg.block_size)]
     need: dict[tuple[int, str, str], int] = {}
     for c in cands:
         k = (c.doc, c.expr, c.result)
@@ -127,22 +130,23 @@ def score_candidates(model: GPT, tok: CharTokenizer, docs: list[Doc], cands: lis
                                               [texts[k] for k in keys], batch, append_end=False)))
     # L⁻ − L⁺ ≤ L(ε) − L⁺: where that is < 0 for every position of an expression, no τ_f ≥ 0
     # can keep it, so L(e(c, ε)) is not computed (exact for the decision; stored as +inf)
+    # (L(ε), L⁺) of every candidate, computed once
+    l_plain = [weighted_loss(plain[c.doc], c.position, w) for c in cands]
+    l_result = [weighted_loss(with_r[(c.doc, c.expr, c.result)], c.position, w) for c in cands]
     upper: dict[tuple[int, str, str], float] = {}
-    for c in cands:
+    for c, lp, lr in zip(cands, l_plain, l_result):
         k = (c.doc, c.expr, c.result)
-        u = weighted_loss(plain[c.doc], c.position, w) - weighted_loss(with_r[k], c.position, w)
-        upper[k] = max(upper.get(k, -math.inf), u)
+        upper[k] = max(upper.get(k, -math.inf), lp - lr)
     open_keys = [k for k in keys if upper[k] >= 0]
     log.info("filter: scoring %d sequences without the result (%d have L(ε) − L⁺ < 0 everywhere)",
              len(open_keys), len(keys) - len(open_keys))
     without_r = dict(zip(open_keys, text_token_losses(model, tok, [prefix_text(e, None) for _, e, _ in open_keys],
                                                       [texts[k] for k in open_keys], batch, append_end=False)))
     scored = []
-    for c in cands:
+    for c, lp, lr in zip(cands, l_plain, l_result):
         k = (c.doc, c.expr, c.result)
         no_result = weighted_loss(without_r[k], c.position, w) if k in without_r else math.inf
-        scored.append(Scored(c, weighted_loss(plain[c.doc], c.position, w), no_result,
-                             weighted_loss(with_r[k], c.position, w)))
+        scored.append(Scored(c, lp, no_result, lr))
     model.train(was_training)
     if len(scored) < n_all:
         log.info("filter: %d of %d candidates dropped (prefixed text longer than the context)",

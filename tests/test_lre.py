@@ -26,7 +26,7 @@ from toyrepro.probing.relations import (
     load_relation_file,
     load_relations,
 )
-from toyrepro.probing.toy import FILLERS, FactSequences, ToyPrompts, make_kb, toy_relations
+from toyrepro.probing.toy import FILLERS, FactSequences, ToyPrompts, make_kb, toy_gpt, toy_relations
 
 
 @pytest.fixture(scope="module")
@@ -242,9 +242,54 @@ def test_toy_design_shared_pool_token_pairs_and_fillers():
     assert gaps == {0, 1, 2, 3}
 
 
+def test_toy_gpt_attention_only_last_block_and_local_window():
+    """attn_only_last_block: the last block has no MLP (= GPT-2 with that MLP's output zeroed);
+    local_window: before the last block a position sees only the last `window` tokens, the last block
+    sees everything; KV caches, last_only, read_states and the Jacobian runner agree with a plain forward."""
+    cfg = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=1, n_embd=16)
+    torch.manual_seed(0)
+    m = toy_gpt(cfg, attn_only_last_block=True).eval()
+    names = [n for n, _ in m.named_parameters()]
+    assert not any(n.startswith(("h.1.mlp", "h.1.ln_2")) for n in names) and any(n.startswith("h.0.mlp") for n in names)
+    torch.manual_seed(0)
+    ref = GPT(cfg).eval()  # same initial draws; zero the last MLP's output by hand
+    with torch.no_grad():
+        ref.h[1].mlp.c_proj.weight.zero_()
+        ref.h[1].mlp.c_proj.bias.zero_()
+    ids = torch.randint(0, 64, (3, 20), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(m(ids).logits, ref(ids).logits)
+
+    torch.manual_seed(0)
+    loc = toy_gpt(cfg, attn_only_last_block=True, local_window=2).eval()
+    torch.testing.assert_close(loc.state_dict(), m.state_dict())  # same parameters, only the masks differ
+    out = loc(ids, output_hidden_states=True)
+    for p, moved in ((9, True), (8, False)):  # token p changes the layer-1 state at 10 iff 10 - p < window = 2
+        ids2 = ids.clone()
+        ids2[:, p] = (ids2[:, p] + 1) % 64
+        out2 = loc(ids2, output_hidden_states=True)
+        assert bool((out2.hidden_states[1][:, 10] - out.hidden_states[1][:, 10]).abs().max() > 1e-6) == moved
+        assert (out2.logits[:, -1] - out.logits[:, -1]).abs().max() > 1e-6  # the last block reads it at the end
+    cached = loc(ids[:, :12], use_cache=True)
+    torch.testing.assert_close(loc(ids[:, 12:], past_kv=cached.past_kv).logits, out.logits[:, 12:])
+    torch.testing.assert_close(loc(ids, last_only=True).logits[:, 0], out.logits[:, -1])
+    lm, seq, pos = GPTLM(loc), ids[0], 15
+    st = read_states(lm, [(seq[:18].tolist(), pos), (seq.tolist(), pos)], [0, 0], keys=["a", "a"])
+    torch.testing.assert_close(st.h[1], torch.stack(out.hidden_states, 1)[0, :, pos])
+    h = out.hidden_states[1][0, pos]
+    fast = jacobian(partial(SuffixRunner(lm, seq, pos), layer=1), h)
+    slow = jacobian_loop(lambda v: lm.run_from(seq[None], 1, pos, v)[0, -1], h)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="attn_only_last_block=true needs model.n_layer >= 2"):
+        toy_gpt(GPTConfig(vocab_size=64, block_size=32, n_layer=1, n_head=1, n_embd=16), attn_only_last_block=True)
+
+
 def test_config_ranges():
     LREConfig().validate("lre")
     with pytest.raises(ConfigError, match="lre.model_source must be toy or smollm2"):
         LREConfig(model_source="gptj").validate("lre")
     with pytest.raises(ConfigError, match="lre.betas"):
         LREConfig(betas=[0.0]).validate("lre")
+    with pytest.raises(ConfigError, match="lre.local_window"):
+        LREConfig(local_window=-1).validate("lre")
+    with pytest.raises(ConfigError, match="lre.attn_only_last_block"):
+        LREConfig(attn_only_last_block="yes").validate("lre")

@@ -38,6 +38,12 @@ class LREConfig:
     subject_pool: int = 0
     filler_max: int = 0  # query training sequences put 0..filler_max filler tokens between subject and relation words
     profile_fraction: float = 0.5  # share of training sequences listing a subject's objects right after it (toy.py)
+    # The toy GPT's last block has no MLP (attention only; deviation from GPT-2, toy.py): the last position can then
+    # only *read* states by attention, not look facts up after its last read
+    attn_only_last_block: bool = False
+    # Blocks before the last attend only to the last `local_window` positions, their own included (0 = all
+    # earlier positions, GPT-2); the last block always attends to everything (deviation from GPT-2, toy.py)
+    local_window: int = 0
     n_countries: int = 20  # cardinality of `country`
     n_continents: int = 5  # cardinality of `continent` (a function of country)
     n_ids: int = 100  # cardinality of the random `id` relation (expected not to decode linearly)
@@ -59,6 +65,10 @@ class LREConfig:
         check(2 <= self.n_countries <= 40, f"{p}.n_countries", "in [2, 40]", self.n_countries)
         check(0 <= self.filler_max <= 8, f"{p}.filler_max", "in [0, 8]", self.filler_max)
         check(0.0 <= self.profile_fraction < 1.0, f"{p}.profile_fraction", "in [0, 1)", self.profile_fraction)
+        check(isinstance(self.attn_only_last_block, bool), f"{p}.attn_only_last_block", "true or false",
+              self.attn_only_last_block)
+        check(isinstance(self.local_window, int) and not isinstance(self.local_window, bool) and self.local_window >= 0,
+              f"{p}.local_window", "an integer >= 0 (0 = full causal attention in every block)", self.local_window)
         check(self.subject_tokens in (1, 2), f"{p}.subject_tokens", "1 or 2", self.subject_tokens)
         check(self.subject_pool == 0 or self.subject_pool >= self.subject_tokens + 1, f"{p}.subject_pool",
               f"0 (all free ids) or > subject_tokens={self.subject_tokens}", self.subject_pool)

@@ -17,7 +17,8 @@ Our choices (deviations named):
   not produced "→" within `max_call_tokens` tokens, or whose arguments the calculator
   rejects, is dropped.
 Sampling is batched: all (document, position) pairs with the same prefix length share one
-KV-cached forward pass per step, with their m samples as rows of the batch.
+KV-cached forward pass per step, with their m samples as rows of the batch; a row that has
+produced "→" (or "\\n") leaves the batch, so short calls do not pay for the longest one.
 """
 
 from __future__ import annotations
@@ -100,15 +101,17 @@ def sample_calls(model: GPT, tok: CharTokenizer, docs: list[Doc], positions: lis
             logits = res.logits[:, -1].repeat_interleave(m, 0)
             rows = logits.size(0)
             out = torch.full((rows, max_tokens), nl, dtype=torch.long)
-            finished = torch.zeros(rows, dtype=torch.bool)
+            active = torch.arange(rows)  # rows of `out` still sampling; finished rows leave the batch
             steps = min(max_tokens, model.cfg.block_size - length)
             for t in range(steps):
                 nxt = sample_next(logits, 1.0, None, generator).squeeze(1)
-                nxt = torch.where(finished, torch.full_like(nxt, nl), nxt)
-                out[:, t] = nxt
-                finished |= (nxt == arrow) | (nxt == nl)
-                if bool(finished.all()) or t == steps - 1:
+                out[active, t] = nxt
+                going = (nxt != arrow) & (nxt != nl)
+                if not bool(going.any()) or t == steps - 1:
                     break
+                if not bool(going.all()):
+                    active, nxt = active[going], nxt[going]
+                    past = [(k_[going], v_[going]) for k_, v_ in past]
                 res = model(nxt[:, None], past_kv=past, use_cache=True)
                 past, logits = res.past_kv, res.logits[:, -1]
             for r in range(rows):

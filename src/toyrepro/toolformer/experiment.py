@@ -154,7 +154,8 @@ def run(ctx: RunContext) -> Scorecard:
     # --- stage 2: annotate C — sample, execute and score calls (cached) -------------------
     ann_params = {"m0": m0_params, "annotate_docs": tc.annotate_docs, "tau_s": tc.tau_s, "top_k": tc.top_k,
                   "m": tc.m, "max_call_tokens": tc.max_call_tokens, "weight_decrement": tc.weight_decrement,
-                  "scoring": 2}  # 2: L_i(ε) no longer counts the end token (filtering.score_candidates)
+                  "scoring": 2,  # 2: L_i(ε) no longer counts the end token (filtering.score_candidates)
+                  "sampling": 2}  # 2: finished rows leave the sampling batch (other random draws)
 
     def build_annotation(tmp: Path) -> None:
         cands, stats = annotate(m0, tok, ann_docs, tc.top_k, tc.tau_s, tc.m, tc.max_call_tokens,

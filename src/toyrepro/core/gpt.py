@@ -69,20 +69,20 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.reshape(B, -1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        p = self.dropout if self.training else 0.0
-        if last_only and past is None:  # the last position attends to everything: no mask
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-            T = 1
-        elif past is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        elif T == 1:  # one new token attends to everything before it: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-        else:  # several new tokens after a cache: causal mask offset by the cache length
-            S = k.size(2)
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        y = self.attend(q, k, v, self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, q.size(2), C)
         return self.resid_drop(self.c_proj(y)), (k, v)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+        """Causal attention of the queries (the last Tq of the S positions) over all S keys."""
+        Tq, S = q.size(2), k.size(2)
+        if Tq == 1:  # one query (the last position, or one new token): it sees everything, no mask
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        if Tq == S:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        # several new tokens after a cache: causal mask offset by the cache length
+        mask = torch.ones(Tq, S, dtype=torch.bool, device=q.device).tril(diagonal=S - Tq)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
 
 class MLP(nn.Module):

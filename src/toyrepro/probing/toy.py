@@ -55,7 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toyrepro.core.data import StepOffsetSampler
-from toyrepro.core.gpt import GPT, KV, CausalSelfAttention, GPTConfig
+from toyrepro.core.gpt import GPT, CausalSelfAttention, GPTConfig
 from toyrepro.core.lm import GPTLM
 from toyrepro.core.stage import cached_stage
 from toyrepro.core.train import LMModule, fit_stage
@@ -194,21 +194,12 @@ class LocalSelfAttention(CausalSelfAttention):
         super().__init__(cfg)
         self.window = window
 
-    def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        if last_only:
-            q = q[:, -1:]
-        q, k, v = (t.reshape(B, -1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        S, Tq = k.size(2), q.size(2)
-        qpos = torch.arange(S - Tq, S, device=x.device)[:, None]
-        kpos = torch.arange(S, device=x.device)[None, :]
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+        Tq, S = q.size(2), k.size(2)
+        qpos = torch.arange(S - Tq, S, device=q.device)[:, None]
+        kpos = torch.arange(S, device=q.device)[None, :]
         mask = (kpos <= qpos) & (kpos > qpos - self.window)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(B, Tq, C)
-        return self.resid_drop(self.c_proj(y)), (k, v)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
 
 def toy_gpt(mcfg: GPTConfig, attn_only_last_block: bool = False, local_window: int = 0) -> GPT:

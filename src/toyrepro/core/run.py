@@ -11,6 +11,12 @@ Layout of a run directory (`runs/<experiment>/<date>_<time.microseconds>[_<slurm
     figures/*.png             plots
 
 `scorecard.json` is the mark of a finished run: it is written only at the very end.
+
+The mechanics an experiment's `run(ctx)` calls, so that its file holds only the science:
+`ctx.card` (the scorecard core declared from the experiment's claims), `ctx.fit(stage, ...)`
+(one Lightning stage: its loggers, checkpoints and resume, named once), `ctx.train_lm(...)`
+(the suite's one causal-LM training recipe), `ctx.log_metrics(stage, ...)` (metrics
+computed outside Lightning), `ctx.save_figure`, `ctx.write_text`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from toyrepro.core.config import Config  # noqa: E402
 from toyrepro.core.io import atomic_path, atomic_write_text  # noqa: E402
 from toyrepro.core.logging import build_loggers, finish_loggers, log_image, log_summary  # noqa: E402
 from toyrepro.core.scorecard import Scorecard  # noqa: E402
+from toyrepro.core.train import LMModule, fit_stage  # noqa: E402
 
 log = logging.getLogger("toyrepro")
 
@@ -40,6 +47,7 @@ class RunContext:
     cfg: Config
     config_dict: dict[str, Any]  # the resolved config, for loggers and the scorecard
     run_dir: Path
+    card: Scorecard | None = None  # declared by core from the experiment's claims
     _loggers: list[Logger] = field(default_factory=list)
     _stages: list[str] = field(default_factory=list)
 
@@ -60,6 +68,34 @@ class RunContext:
         self._loggers = build_loggers(self.cfg.logger, stage, self.name, self.config_dict)
         self._stages.append(stage)
         return self._loggers
+
+    def fit(self, stage: str, module, train_loader, val_loader=None, max_steps: int | None = None,
+            trainer=None):
+        """Fit `module` as the run's stage `stage`: the stage's loggers, `checkpoints/<stage>/`,
+        resume from its `last.ckpt` under `resume=true`. `trainer` replaces `cfg.trainer`."""
+        return fit_stage(module, train_loader, val_loader, trainer or self.cfg.trainer, self.stage_dir(stage),
+                         self.loggers(stage), stage, self.cfg.resume, max_steps=max_steps)
+
+    def train_lm(self, stage: str, model, train, val, steps: int | None = None, optim=None) -> LMModule:
+        """The suite's causal-LM recipe (`core.train.LMModule`: next-token cross-entropy, AdamW,
+        warmup-cosine) on datasets of (T+1)-token rows. `train` holds `steps * batch_size` rows and
+        is read from `global_step * batch_size` on, so a resumed stage replays the same batches."""
+        from torch.utils.data import DataLoader
+
+        from toyrepro.core.data import StepOffsetSampler
+
+        optim = optim or self.cfg.optim
+        steps = steps or self.cfg.trainer.max_steps
+        module = LMModule(model, optim, steps, stage=stage)
+        train_loader = DataLoader(train, batch_size=optim.batch_size,
+                                  sampler=StepOffsetSampler(len(train), optim.batch_size, lambda: module.global_step))
+        self.fit(stage, module, train_loader, DataLoader(val, batch_size=optim.batch_size), max_steps=steps)
+        return module
+
+    def log_metrics(self, stage: str, metrics: dict[str, float], step: int = 0) -> None:
+        """Metrics computed outside Lightning, to every logger of `stage`."""
+        for lg in self.loggers(stage):
+            lg.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def save_figure(self, fig: plt.Figure, name: str) -> Path:
         path = self.run_dir / "figures" / f"{name}.png"

@@ -10,6 +10,10 @@ Safe side by side: a file lock makes concurrent jobs wait for one builder, and t
 directory is filled under a temporary name and renamed into place, so a reader never sees
 a half-written artefact and a job killed mid-build leaves nothing behind. A `params.json`
 inside records what made it.
+
+`version` is the artefact's code version: bump it when the code that builds the artefact
+changes what it produces (not its config), so old caches are not reused. Version 1 adds
+nothing to the key, so artefacts cached before versions existed keep their hash.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ def stage_path(cache_dir: str | Path, stage: str, params: dict[str, Any]) -> Pat
 
 
 def cached_stage(
-    cache_dir: str | Path, stage: str, params: dict[str, Any], build: Callable[[Path], None]
+    cache_dir: str | Path, stage: str, params: dict[str, Any], build: Callable[[Path], None], version: int = 1
 ) -> Path:
+    if version != 1:
+        params = params | {"version": version}
     path = stage_path(cache_dir, stage, params)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):

@@ -144,13 +144,11 @@ class ProgressLog(Callback):
                      float("nan") if loss is None else float(loss), rate)
 
 
-def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, max_steps: int | None = None,
-                  extra_callbacks: list | None = None) -> L.Trainer:
+def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, max_steps: int | None = None) -> L.Trainer:
     steps = max_steps or t.max_steps
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                         every_n_train_steps=min(t.checkpoint_every_n_steps, steps)),
-        *(extra_callbacks or []),
     ]
     interactive = sys.stdout.isatty()
     if interactive:

@@ -15,12 +15,11 @@ import logging
 import matplotlib.pyplot as plt
 import torch
 
-from toyrepro.core.data import RandomWindows, StepOffsetSampler
+from toyrepro.core.data import RandomWindows
 from toyrepro.core.generate import generate
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim, Scorecard
-from toyrepro.core.train import LMModule, fit_stage
+from toyrepro.core.scorecard import Claim
 from toyrepro.gpt.corpus import load_corpus
 from toyrepro.gpt.evaluate import (
     gzip_bits_per_char,
@@ -33,7 +32,7 @@ log = logging.getLogger("toyrepro")
 SOURCE = "GPT in 60 lines of NumPy (Mody 2023); GPT-2 (Radford et al. 2019)"
 
 
-def claims() -> list[Claim]:
+def claims(cfg=None) -> list[Claim]:
     return [
         Claim("beats_unigram", "held-out bits/char at least 1 bit below the unigram baseline "
               "(value = unigram - model)", SOURCE, ">=", 1.0, scales=("quick", "full")),
@@ -44,23 +43,17 @@ def claims() -> list[Claim]:
     ]
 
 
-def run(ctx: RunContext) -> Scorecard:
-    cfg, task = ctx.cfg, ctx.cfg.gpt
-    card = Scorecard("gpt", cfg.seed, cfg.scale.name).declare(claims())
+def run(ctx: RunContext) -> None:
+    cfg, task, card = ctx.cfg, ctx.cfg.gpt, ctx.card
     train_text, val_text = load_corpus(cfg.cache_dir, task.max_files, task.val_fraction)
     log.info("corpus: %d train / %d held-out characters", train_text.numel(), val_text.numel())
 
-    model = GPT(GPTConfig(**vars(cfg.model)))
+    model = GPT(cfg.model)
     log.info("model: %.2fM parameters", model.num_params() / 1e6)
     bs, steps, T = cfg.optim.batch_size, cfg.trainer.max_steps, cfg.model.block_size
-    train_ds = RandomWindows(train_text, T, steps * bs, seed=cfg.seed)
-    val_ds = RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed)
-    module = LMModule(torch.compile(model) if cfg.trainer.compile else model, cfg.optim, steps, stage="train")
-    train_loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=bs, sampler=StepOffsetSampler(len(train_ds), bs, lambda: module.global_step))
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=bs)
-    fit_stage(module, train_loader, val_loader, cfg.trainer, ctx.stage_dir("train"),
-              ctx.loggers("train"), "train", cfg.resume)
+    ctx.train_lm("train", torch.compile(model) if cfg.trainer.compile else model,
+                 RandomWindows(train_text, T, steps * bs, seed=cfg.seed),
+                 RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed))
 
     held_out = val_text[: task.max_val_chars]
     bpc = model_bits_per_char(model, held_out)
@@ -81,7 +74,6 @@ def run(ctx: RunContext) -> Scorecard:
     log.info("sample:\n%s", sample)
 
     ctx.save_figure(bits_figure(bpc, unigram, gz), "bits_per_char")
-    return card
 
 
 def bits_figure(model_bpc: float, unigram: float, gz: float) -> plt.Figure:

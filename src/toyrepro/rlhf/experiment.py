@@ -20,8 +20,7 @@ import torch
 
 from toyrepro.core.checks import UserError
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim, Scorecard
-from toyrepro.core.train import fit_stage
+from toyrepro.core.scorecard import Claim
 from toyrepro.rlhf.batches import Rows, loader
 from toyrepro.rlhf.best_of_n import BestOfN, best_of_n_curve, bootstrap_fit, fit_gao
 from toyrepro.rlhf.dpo import DPOModule, sequence_logprobs
@@ -73,15 +72,12 @@ def claims(cfg) -> list[Claim]:
     return out
 
 
-def run(ctx: RunContext) -> Scorecard:
-    cfg, r = ctx.cfg, ctx.cfg.rlhf
-    if r is None:
-        raise UserError("config has no `rlhf:` section; run with experiment=rlhf")
-    L = r.language.prompt_len + r.language.completion_len
-    if L > cfg.model.block_size:
-        raise UserError(f"config error: rlhf prompt_len + completion_len = {L} exceeds model.block_size="
+def run(ctx: RunContext) -> None:
+    cfg, r, card = ctx.cfg, ctx.cfg.rlhf, ctx.card
+    seq_len = r.language.prompt_len + r.language.completion_len
+    if seq_len > cfg.model.block_size:
+        raise UserError(f"config error: rlhf prompt_len + completion_len = {seq_len} exceeds model.block_size="
                         f"{cfg.model.block_size}; raise model.block_size or shorten the sequences")
-    card = Scorecard("rlhf", cfg.seed, cfg.scale.name).declare(claims(cfg))
     if cfg.trainer.accelerator == "cpu":
         torch.set_num_threads(r.cpu_threads)
     lang = make_language(r.language, cfg.model.vocab_size, cfg.seed)
@@ -149,7 +145,6 @@ def run(ctx: RunContext) -> Scorecard:
                         "rl": rl_fit and dataclasses.asdict(rl_fit)}}
     ctx.write_text("frontier.json", json.dumps(results, indent=2))
     ctx.save_figure(frontier_figure(ev, ppo.trajectory, dpo.trajectory, bon, fit, rl_fit, cfg), "frontier")
-    return card
 
 
 def run_ppo(ctx: RunContext, lang, sft, rm, ev: Evaluator) -> PPOModule:
@@ -168,8 +163,7 @@ def run_ppo(ctx: RunContext, lang, sft, rm, ev: Evaluator) -> PPOModule:
     iters = torch.utils.data.DataLoader(
         list(range(pc.iterations)), batch_size=1,
         sampler=IterationSampler(pc.iterations, lambda: module.iteration))
-    fit_stage(module, iters, None, t, ctx.stage_dir("ppo"), ctx.loggers("ppo"), "ppo", cfg.resume,
-              max_steps=pc.iterations * spi)
+    ctx.fit("ppo", module, iters, None, max_steps=pc.iterations * spi, trainer=t)
     return module
 
 
@@ -196,9 +190,8 @@ def run_dpo(ctx: RunContext, sft, train_pairs, val_pairs, ev: Evaluator) -> DPOM
                       "ref_chosen": sequence_logprobs(sft, pairs.prompt, pairs.chosen),
                       "ref_rejected": sequence_logprobs(sft, pairs.prompt, pairs.rejected)}
     module = DPOModule(copy.deepcopy(sft).train(), dc.beta, optim, dc.steps, evaluate=ev, eval_every=dc.eval_every)
-    fit_stage(module, loader(data["train"], dc.steps, dc.batch_size, cfg.seed + 2, lambda: module.global_step),
-              torch.utils.data.DataLoader(Rows(data["val"]), batch_size=256), cfg.trainer,
-              ctx.stage_dir("dpo"), ctx.loggers("dpo"), "dpo", cfg.resume, max_steps=dc.steps)
+    ctx.fit("dpo", module, loader(data["train"], dc.steps, dc.batch_size, cfg.seed + 2, lambda: module.global_step),
+            torch.utils.data.DataLoader(Rows(data["val"]), batch_size=256), max_steps=dc.steps)
     return module
 
 
@@ -212,11 +205,10 @@ def run_best_of_n(ctx: RunContext, lang, sft, rm) -> tuple[BestOfN, torch.Tensor
     proxy = rm.score(prompts, comps).view(bc.n_prompts, bc.n_samples)
     gold = lang.gold_reward(prompts, comps).view(bc.n_prompts, bc.n_samples)
     bon = best_of_n_curve(proxy, gold, bc.max_n)
-    for lg in ctx.loggers("best_of_n"):
-        for i, n in enumerate(bon.n):
-            lg.log_metrics({"best_of_n/gold": bon.gold[i], "best_of_n/proxy": bon.proxy[i],
-                            "best_of_n/kl_analytic": bon.kl_analytic[i],
-                            "best_of_n/kl_empirical": bon.kl_empirical[i], "best_of_n/n": n}, step=i)
+    for i, n in enumerate(bon.n):
+        ctx.log_metrics("best_of_n", {"best_of_n/gold": bon.gold[i], "best_of_n/proxy": bon.proxy[i],
+                                      "best_of_n/kl_analytic": bon.kl_analytic[i],
+                                      "best_of_n/kl_empirical": bon.kl_empirical[i], "best_of_n/n": n}, step=i)
     log.info("best-of-n: " + ", ".join(f"n={n}: gold {gv:.2f} proxy {p:.2f}"
                                        for n, gv, p in zip(bon.n, bon.gold, bon.proxy)))
     return bon, proxy, gold

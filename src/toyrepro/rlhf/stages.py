@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
 from toyrepro.core.stage import cached_stage
-from toyrepro.core.train import LMModule, fit_stage
-from toyrepro.rlhf.batches import Rows, loader
+from toyrepro.rlhf.batches import Resampled, Rows, loader
 from toyrepro.rlhf.language import Language
 from toyrepro.rlhf.policy import sample_completions
 from toyrepro.rlhf.preferences import Pairs, make_pairs
@@ -48,15 +47,12 @@ def train_sft(ctx: RunContext, lang: Language) -> GPT:
         g = torch.Generator().manual_seed(c.seed * 31 + 1)
         train = lang.sample(c.rlhf.language.sft_sequences, length, g)
         val = lang.sample(max(64, c.optim.batch_size * c.trainer.limit_val_batches), length, g)
-        model = GPT(GPTConfig(**vars(c.model)))
-        module = LMModule(model, c.optim, c.trainer.max_steps, stage="sft")
-        fit_stage(module, loader(train, c.trainer.max_steps, c.optim.batch_size, c.seed, lambda: module.global_step),
-                  torch.utils.data.DataLoader(val, batch_size=c.optim.batch_size), c.trainer,
-                  ctx.stage_dir("sft"), ctx.loggers("sft"), "sft", c.resume)
+        model = GPT(c.model)
+        ctx.train_lm("sft", model, Resampled(train, c.trainer.max_steps * c.optim.batch_size, c.seed), val)
         torch.save(model.state_dict(), tmp / "model.pt")
 
     path = cached_stage(c.cache_dir, "rlhf_sft", sft_params(ctx), build)
-    model = GPT(GPTConfig(**vars(c.model)))
+    model = GPT(c.model)
     model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
     return model.eval()
 
@@ -96,7 +92,7 @@ def reward_model_params(ctx: RunContext) -> dict[str, Any]:
 def make_reward_model(ctx: RunContext, sft: GPT) -> RewardModel:
     c, rc = ctx.cfg, ctx.cfg.rlhf.reward_model
     n_layer = rc.n_layer or c.model.n_layer
-    backbone = GPT(GPTConfig(**(vars(c.model) | {"n_layer": n_layer})))
+    backbone = GPT(dataclasses.replace(c.model, n_layer=n_layer))
     if rc.init_from_sft:  # keep the SFT model's first n_layer blocks
         sd = {k: v for k, v in sft.state_dict().items()
               if not (k.startswith("h.") and int(k.split(".")[1]) >= n_layer)}
@@ -116,9 +112,8 @@ def train_reward_model(ctx: RunContext, sft: GPT, samples: dict[str, torch.Tenso
         keys = ("prompt", "chosen", "rejected")
         tr = {k: getattr(train, k) for k in keys}
         va = torch.utils.data.DataLoader(Rows({k: getattr(val, k) for k in keys}), batch_size=256)
-        fit_stage(module, loader(tr, rc.steps, rc.batch_size, c.seed + 1, lambda: module.global_step), va,
-                  c.trainer, ctx.stage_dir("reward_model"), ctx.loggers("reward_model"), "reward_model",
-                  c.resume, max_steps=rc.steps)
+        ctx.fit("reward_model", module, loader(tr, rc.steps, rc.batch_size, c.seed + 1, lambda: module.global_step),
+                va, max_steps=rc.steps)
         # normalise on the SFT samples of the training prompts (Ziegler et al. 2019 §2.2)
         n_val = max(1, int(round(c.rlhf.preferences.val_fraction * c.rlhf.preferences.n_prompts)))
         P = samples["prompts"][:-n_val]

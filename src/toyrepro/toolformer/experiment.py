@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toyrepro.core.data import RandomWindows, StepOffsetSampler
+from toyrepro.core.data import RandomWindows
 from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim, Scorecard
+from toyrepro.core.scorecard import Claim
 from toyrepro.core.stage import cached_stage
-from toyrepro.core.train import LMModule, fit_stage
 from toyrepro.toolformer.annotate import Candidate, annotate
 from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
 from toyrepro.toolformer.corpus import (
@@ -57,7 +56,7 @@ log = logging.getLogger("toyrepro")
 SRC = "Schick et al. 2023 (Toolformer)"
 
 
-def claims() -> list[Claim]:
+def claims(cfg=None) -> list[Claim]:
     q, f = ("quick", "full"), ("full",)
     return [
         Claim("tool_accuracy", "M* with the calculator: exact-answer accuracy on held-out 4–6-digit × "
@@ -78,27 +77,17 @@ def claims() -> list[Claim]:
     ]
 
 
-def log_metrics(loggers: list, metrics: dict[str, float], step: int = 0) -> None:
-    for lg in loggers:
-        lg.log_metrics(metrics, step=step)
-
-
 def train_lm(ctx: RunContext, model: GPT, tok: CharTokenizer, texts: list[str], val_texts: list[str],
              stage: str, steps: int, lr: float | None = None) -> None:
-    """Causal-LM training through `core.train.fit_stage` on random windows of the texts."""
+    """The suite's causal-LM recipe (`ctx.train_lm`) on random windows of the texts."""
     cfg = ctx.cfg
     optim = cfg.optim if lr is None else replace(cfg.optim, lr=lr)
     bs, T = optim.batch_size, model.cfg.block_size
     train = torch.tensor(tok.encode(join(texts)), dtype=torch.uint8)
     val = torch.tensor(tok.encode(join(val_texts)), dtype=torch.uint8)
-    module = LMModule(model, optim, steps, stage=stage)
-    train_loader = torch.utils.data.DataLoader(
-        RandomWindows(train, T, steps * bs, seed=cfg.seed), batch_size=bs,
-        sampler=StepOffsetSampler(steps * bs, bs, lambda: module.global_step))
-    val_loader = torch.utils.data.DataLoader(
-        RandomWindows(val, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed), batch_size=bs)
-    fit_stage(module, train_loader, val_loader, cfg.trainer, ctx.stage_dir(stage), ctx.loggers(stage),
-              stage, cfg.resume, max_steps=steps)
+    ctx.train_lm(stage, model, RandomWindows(train, T, steps * bs, seed=cfg.seed),
+                 RandomWindows(val, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed),
+                 steps=steps, optim=optim)
 
 
 def load_model(model_cfg: GPTConfig, path: Path) -> GPT:
@@ -118,13 +107,10 @@ def augmented_texts(docs: list[Doc], calls: dict[int, list[Candidate]]) -> list[
     return out
 
 
-def run(ctx: RunContext) -> Scorecard:
-    cfg, tc = ctx.cfg, ctx.cfg.toolformer
-    if tc is None:
-        raise ValueError("the toolformer section is missing; run with experiment=toolformer")
-    card = Scorecard("toolformer", cfg.seed, cfg.scale.name).declare(claims())
+def run(ctx: RunContext) -> None:
+    cfg, tc, card = ctx.cfg, ctx.cfg.toolformer, ctx.card
     tok = CharTokenizer()
-    model_cfg = GPTConfig(**(vars(cfg.model) | {"vocab_size": tok.vocab_size}))
+    model_cfg = replace(cfg.model, vocab_size=tok.vocab_size)
     claim_qs, grid_qs = held_out_questions(cfg.seed, tc.claim_questions, tc.cell_questions, tc.max_a_digits,
                                        tc.max_b_digits)
     held = {q.key for q in claim_qs + grid_qs}
@@ -153,9 +139,9 @@ def run(ctx: RunContext) -> Scorecard:
 
     # --- stage 2: annotate C — sample, execute and score calls (cached) -------------------
     ann_params = {"m0": m0_params, "annotate_docs": tc.annotate_docs, "tau_s": tc.tau_s, "top_k": tc.top_k,
-                  "m": tc.m, "max_call_tokens": tc.max_call_tokens, "weight_decrement": tc.weight_decrement,
-                  "scoring": 2,  # 2: L_i(ε) no longer counts the end token (filtering.score_candidates)
-                  "sampling": 2}  # 2: finished rows leave the sampling batch (other random draws)
+                  "m": tc.m, "max_call_tokens": tc.max_call_tokens, "weight_decrement": tc.weight_decrement}
+    # versions: 2 = L_i(ε) no longer counts the end token (filtering.score_candidates);
+    # 3 = finished rows leave the sampling batch (other random draws)
 
     def build_annotation(tmp: Path) -> None:
         cands, stats = annotate(m0, tok, ann_docs, tc.top_k, tc.tau_s, tc.m, tc.max_call_tokens,
@@ -165,7 +151,7 @@ def run(ctx: RunContext) -> Scorecard:
                                   "loss_result": s.loss_result} for s in scored]
         (tmp / "candidates.json").write_text(json.dumps({"stats": stats, "candidates": rows}))
 
-    ann_path = cached_stage(cfg.cache_dir, "toolformer-annotate", ann_params, build_annotation)
+    ann_path = cached_stage(cfg.cache_dir, "toolformer-annotate", ann_params, build_annotation, version=3)
     saved = json.loads((ann_path / "candidates.json").read_text())
     scored = [Scored(Candidate(**{k: r[k] for k in ("doc", "position", "expr", "result", "p_start", "count")}),
                      r["loss_plain"], r["loss_no_result"], r["loss_result"]) for r in saved["candidates"]]
@@ -183,9 +169,9 @@ def run(ctx: RunContext) -> Scorecard:
     stats = saved["stats"] | {"scored": len(scored), "kept": len(kept), "docs_with_calls": len({s.cand.doc for s in kept})}
     log.info("filter: %s; precision %.3f (raw candidates %.3f), future leaks %.3f", stats, precision,
              raw_rate, leak_rate)
-    log_metrics(ctx.loggers("filter"), {f"filter/{k}": float(v) for k, v in stats.items()}
-                | {"filter/precision": precision, "filter/raw_useful_rate": raw_rate,
-                   "filter/future_leak_rate": leak_rate})
+    ctx.log_metrics("filter", {f"filter/{k}": float(v) for k, v in stats.items()}
+                    | {"filter/precision": precision, "filter/raw_useful_rate": raw_rate,
+                       "filter/future_leak_rate": leak_rate})
     ctx.save_figure(gain_histogram([s.gain for s in scored], useful, tc.tau_f), "filter_gain_histogram")
     card.record("filter_precision", precision,
                 f"raw candidates {raw_rate:.3f}; kept {len(kept)} of {len(scored)} unique candidates")
@@ -216,7 +202,6 @@ def run(ctx: RunContext) -> Scorecard:
         "M* (Toolformer)": (models["finetune_toolformer"], True),
         "M* unfiltered": (models["finetune_unfiltered"], True),
     }
-    loggers = ctx.loggers("evaluate")
     prompts_c, prompts_g = [q.prompt for q in claim_qs], [q.prompt for q in grid_qs]
     results, grids = {}, {}
     for name, (model, api) in rows.items():
@@ -230,7 +215,7 @@ def run(ctx: RunContext) -> Scorecard:
                          "example": prompts_c[0] + out_c[0].text.rstrip("\n")}
         log.info("evaluate %-18s %s", name, results[name])
     for k, r in enumerate(results.values()):
-        log_metrics(loggers, {f"eval/{key}": v for key, v in r.items() if key != "example"}, step=k)
+        ctx.log_metrics("evaluate", {f"eval/{key}": v for key, v in r.items() if key != "example"}, step=k)
 
     tool, tool_off = results["M* (Toolformer)"], results["M* (API disabled)"]
     card.record("tool_accuracy", tool["accuracy"], f"{len(claim_qs)} questions")
@@ -249,7 +234,6 @@ def run(ctx: RunContext) -> Scorecard:
     ctx.write_text("table4.md", table4(results, stats, precision, raw_rate, leak_rate))
     ctx.write_text("results.json", json.dumps({"rows": results, "filter": stats | {
         "precision": precision, "raw_useful_rate": raw_rate, "future_leak_rate": leak_rate}}, indent=2))
-    return card
 
 
 def table4(results: dict, stats: dict, precision: float, raw: float, leak: float) -> str:

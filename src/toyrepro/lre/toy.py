@@ -54,12 +54,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toyrepro.core.data import StepOffsetSampler
+from toyrepro.core.checks import UserError
 from toyrepro.core.gpt import GPT, CausalSelfAttention, GPTConfig
 from toyrepro.core.lm import GPTLM
 from toyrepro.core.stage import cached_stage
-from toyrepro.core.train import LMModule, fit_stage
-from toyrepro.probing.relations import Relation
+from toyrepro.lre.relations import Relation
 
 log = logging.getLogger("toyrepro")
 SEP, TEMPLATE0, OBJ0 = 0, 1, 20
@@ -238,8 +237,8 @@ def train_toy_lm(ctx, kb: KnowledgeBase) -> GPTLM:
     k = lre.facts_per_sequence
     seq_len = k * (lre.subject_tokens + 4)
     if seq_len - 1 > cfg.model.block_size:
-        raise ValueError(f"lre.facts_per_sequence={k} needs model.block_size >= {seq_len - 1}")
-    mcfg = GPTConfig(**vars(cfg.model))
+        raise UserError(f"lre.facts_per_sequence={k} needs model.block_size >= {seq_len - 1}; raise model.block_size or lower lre.facts_per_sequence")
+    mcfg = cfg.model
     params = {"model": asdict(mcfg), "optim": vars(cfg.optim), "max_steps": cfg.trainer.max_steps, "seed": cfg.seed,
               "kb": {f: getattr(lre, f) for f in ("n_subjects", "n_countries", "n_continents", "n_ids", "facts_per_sequence",
                                                  "subject_tokens", "subject_pool", "profile_fraction", "filler_max")},
@@ -258,11 +257,7 @@ def train_toy_lm(ctx, kb: KnowledgeBase) -> GPTLM:
                              filler_max=lre.filler_max)
         val = FactSequences(kb, k, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed,
                             profile_fraction=lre.profile_fraction, filler_max=lre.filler_max)
-        module = LMModule(model, cfg.optim, steps, stage="train")
-        loader = torch.utils.data.DataLoader(
-            train, batch_size=bs, sampler=StepOffsetSampler(len(train), bs, lambda: module.global_step))
-        fit_stage(module, loader, torch.utils.data.DataLoader(val, batch_size=bs), cfg.trainer,
-                  ctx.stage_dir("train"), ctx.loggers("train"), "train", cfg.resume)
+        ctx.train_lm("train", model, train, val)
         torch.save(model.state_dict(), tmp / "model.pt")
 
     path = cached_stage(cfg.cache_dir, "lre-toy-gpt", params, build)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from toyrepro.probing import lre as L
-from toyrepro.probing.jacobian import (
+from toyrepro.lre import lre as L
+from toyrepro.lre.jacobian import (
     SuffixRunner,
     decoding_subspace,
     eager_attention,
@@ -34,7 +34,7 @@ from toyrepro.probing.jacobian import (
     extend,
     layer_jacobians,
 )
-from toyrepro.probing.relations import Relation
+from toyrepro.lre.relations import Relation
 
 log = logging.getLogger("toyrepro")
 

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from toyrepro.core.lm import HFCausalLM
 from toyrepro.core.run import RunContext
 from toyrepro.core.scorecard import Claim, Scorecard
-from toyrepro.core.stage import cached_stage
-from toyrepro.probing.evaluate import RelationResult, analyse_relation
-from toyrepro.probing.relations import RelationFileError, load_relations
+from toyrepro.lre.evaluate import RelationResult, analyse_relation
+from toyrepro.lre.relations import RelationFileError, load_relations
+from toyrepro.lre.smollm2 import load_smollm2_cached
 
 log = logging.getLogger("toyrepro")
 SRC = "Hernandez et al. 2023 (arXiv 2310.15213)"
@@ -77,22 +74,23 @@ def nanmean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def run(ctx: RunContext) -> Scorecard:
-    cfg, lre = ctx.cfg, ctx.cfg.lre
-    if lre is None:
-        raise ValueError(f"experiment {cfg.name} needs an `lre:` section (configs/experiment/{cfg.name}.yaml)")
+def claims(cfg) -> list[Claim]:
+    return (toy_claims() if cfg.lre.model_source == "toy" else real_claims()) + finding_claims()
+
+
+def run(ctx: RunContext) -> None:
+    cfg, lre, card = ctx.cfg, ctx.cfg.lre, ctx.card
     toy = lre.model_source == "toy"
-    card = Scorecard(cfg.name, cfg.seed, cfg.scale.name).declare((toy_claims() if toy else real_claims()) + finding_claims())
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
 
     if toy:
-        from toyrepro.probing.toy import make_kb, toy_relations, train_toy_lm
+        from toyrepro.lre.toy import make_kb, toy_relations, train_toy_lm
 
         kb = make_kb(lre.n_subjects, lre.n_countries, lre.n_continents, lre.n_ids, cfg.seed,
                      lre.subject_tokens, cfg.model.vocab_size, lre.subject_pool)
         lm = train_toy_lm(ctx, kb)
-        relations, card_of = toy_relations(kb), kb.cardinality
+        relations, n_objects = toy_relations(kb), kb.cardinality
     else:
         from toyrepro.core.checks import UserError
 
@@ -101,11 +99,10 @@ def run(ctx: RunContext) -> Scorecard:
             relations = load_relations(lm, lre.relations or None, lre.max_subjects)
         except (RelationFileError, ValueError) as e:
             raise UserError(str(e)) from e
-        card_of = {r.name: len({o for _, o in r.samples}) for r in relations}
+        n_objects = {r.name: len({o for _, o in r.samples}) for r in relations}
     t_model = time.perf_counter() - t0
     log.info("model ready in %.1fs (%s, %d layers, d=%d)", t_model, lre.model_source, lm.n_layers, lm.d_model)
 
-    loggers = ctx.loggers("lre")
     results: list[RelationResult] = []
     for k, rel in enumerate(relations):
         t = time.perf_counter()
@@ -116,51 +113,21 @@ def run(ctx: RunContext) -> Scorecard:
                    f"{rel.name}/causality": res.causality, f"{rel.name}/layer": res.layer,
                    f"{rel.name}/beta": res.beta, f"{rel.name}/rank": res.rank}
         metrics |= {f"{rel.name}/{b}": v for b, v in res.baselines.items()}
-        for lg in loggers:
-            lg.log_metrics({m: float(v) for m, v in metrics.items()}, step=k)
+        ctx.log_metrics("lre", metrics, step=k)
     wall = time.perf_counter() - t0
 
-    record(card, results, card_of, toy)
-    table = relation_table(results, card_of)
+    record(card, results, n_objects, toy)
+    table = relation_table(results, n_objects)
     ctx.write_text("relations.md", table + f"\nwall time: {wall:.0f}s (model {t_model:.0f}s)\n")
     log.info("per-relation results:\n%s", table)
     torch.save({r.name: r.operator for r in results}, ctx.stage_dir("lre") / "lre_operators.pt")
-    for lg in loggers:
-        lg.log_metrics({"wall_s": wall}, step=len(results))
+    ctx.log_metrics("lre", {"wall_s": wall}, step=len(results))
     ctx.save_figure(layer_figure(results), "faithfulness_vs_layer")
     ctx.save_figure(rank_figure(results), "causality_vs_rank")
     ctx.save_figure(baseline_figure(results), "faithfulness_vs_baselines")
-    return card
 
 
-def load_smollm2_cached(cache_dir) -> HFCausalLM:
-    """SmolLM2-135M-Instruct, its GGUF dequantised to float32 once and cached as a stage
-    (state dict + config + tokenizer files): loading the GGUF dequantises 272 tensors on every
-    run (20-30 s of CPU); reading the cached float32 weights takes a second or two. (transformers
-    refuses `save_pretrained` on a GGUF-loaded model, hence the plain state dict.)"""
-    from toyrepro.core.lm import SMOLLM2_GGUF, _smollm2_dir, load_smollm2
-
-    src = _smollm2_dir() / SMOLLM2_GGUF  # MissingExtraError (with the install command) without the extra
-    params = {"gguf": SMOLLM2_GGUF, "bytes": src.stat().st_size, "dtype": "float32"}
-
-    def build(tmp: Path) -> None:
-        lm = load_smollm2()
-        torch.save(lm.model.state_dict(), tmp / "model.pt")
-        lm.model.config.save_pretrained(tmp)
-        lm.tokenizer.save_pretrained(tmp)
-
-    path = cached_stage(cache_dir, "smollm2-f32", params, build)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # (rotary buffers are not in the state dict)
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    model.tie_weights()
-    return HFCausalLM(model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True))
-
-
-def record(card: Scorecard, results: list[RelationResult], card_of: dict, toy: bool) -> None:
+def record(card: Scorecard, results: list[RelationResult], n_objects: dict, toy: bool) -> None:
     ok = [r for r in results if not math.isnan(r.faithfulness)]
     faith = nanmean(r.faithfulness for r in ok)
     cause = nanmean(r.causality for r in ok)
@@ -173,10 +140,10 @@ def record(card: Scorecard, results: list[RelationResult], card_of: dict, toy: b
         total = sum(r.n_subjects for r in results)
         recall = sum(r.recall * r.n_subjects for r in results) / total
         card.record("recall", recall, ", ".join(f"{r.name} {r.recall:.3f}" for r in results))
-        low = [r for r in ok if card_of[r.name] <= LOW_CARDINALITY]
+        low = [r for r in ok if n_objects[r.name] <= LOW_CARDINALITY]
         hits = [r for r in low if r.faithfulness >= 0.6 and r.causality >= 0.7]
         card.record("low_card_faithful_causal", len(hits),
-                    "; ".join(f"{r.name} (|O|={card_of[r.name]}) faith {r.faithfulness:.2f} cause {r.causality:.2f}" for r in low))
+                    "; ".join(f"{r.name} (|O|={n_objects[r.name]}) faith {r.faithfulness:.2f} cause {r.causality:.2f}" for r in low))
         card.record("beats_embedding", nanmean(margins["embedding_lre"]), note("embedding_lre"))
     else:
         card.record("mean_faithfulness", faith, f"{len(ok)} relations; GPT-J (paper) {PAPER_GPTJ['faithfulness']}")
@@ -191,13 +158,13 @@ def record(card: Scorecard, results: list[RelationResult], card_of: dict, toy: b
         low = min(ok, key=lambda r: r.faithfulness)
         card.record("finding_lowest_relation", low.faithfulness, f"{low.name}: recall {low.recall:.2f}")
     for r in results:
-        card.declare([Claim(f"rel/{r.name}", f"{r.name} (|O|={card_of[r.name]}) faithfulness; informational",
+        card.declare([Claim(f"rel/{r.name}", f"{r.name} (|O|={n_objects[r.name]}) faithfulness; informational",
                             SRC, ">=", 0.0, ())])
         card.record(f"rel/{r.name}", r.faithfulness,
                     f"recall {r.recall:.2f} cause {r.causality:.2f} layer {r.layer} beta {r.beta:g} rank {r.rank} {r.note}".strip())
 
 
-def relation_table(results: list[RelationResult], card_of: dict) -> str:
+def relation_table(results: list[RelationResult], n_objects: dict) -> str:
     head = ("| relation | objects | recall | val/test | layer | beta | faithfulness | rank | causality | "
             "translation | bias only | least sq. | logit lens | LRE@emb | oracle edit | identity edit | LRE-target edit |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -205,7 +172,7 @@ def relation_table(results: list[RelationResult], card_of: dict) -> str:
     for r in results:
         b = r.baselines
         f = lambda k, b=b: f"{b[k]:.2f}" if k in b else "—"  # noqa: E731
-        rows.append(f"| {r.name} | {card_of[r.name]} | {r.recall:.2f} | {r.n_val}/{r.n_test} | {r.layer} | {r.beta:g} | "
+        rows.append(f"| {r.name} | {n_objects[r.name]} | {r.recall:.2f} | {r.n_val}/{r.n_test} | {r.layer} | {r.beta:g} | "
                     f"{r.faithfulness:.2f} | {r.rank} | {r.causality:.2f} | {f('faith_translation')} | {f('faith_bias_only')} | "
                     f"{f('faith_least_squares')} | {f('faith_logit_lens')} | {f('faith_embedding_lre')} | "
                     f"{f('cause_oracle')} | {f('cause_identity')} | {f('cause_lre_target')} |")

@@ -5,8 +5,7 @@ Not part of `make bench` (together they take ~50 minutes on 2 CPU cores): run
 gets a fresh cache directory (so every stage is built), CSV logging only, and its wall time,
 the CPU time of the run (user + system of the child process) and the machine's load
 average before and after are recorded: a wall time taken on a busy machine says little
-without them. Targets (issue 6, 2 CPU cores): gpt 5 min, rlhf 10, toolformer 15, lre 5,
-lre_smollm2 15.
+without them. Each experiment's target is its registered `quick_minutes` (2 CPU cores).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from harness import record
 
-TARGET_MIN = {"gpt": 5, "rlhf": 10, "toolformer": 15, "lre": 5, "lre_smollm2": 15}
+import toyrepro
 
 
 def time_one(experiment: str, scale: str, seed: int) -> dict:
@@ -43,7 +42,8 @@ def time_one(experiment: str, scale: str, seed: int) -> dict:
 
 def run(tiny: bool = False, experiments: list[str] | None = None) -> dict:
     scale = "smoke" if tiny else "quick"
-    experiments = experiments or (["gpt"] if tiny else list(TARGET_MIN))
+    registered = toyrepro.experiments()
+    experiments = experiments or (["gpt"] if tiny else sorted(registered))
     name = "time_to_scorecard" if not tiny else "time_to_scorecard_smoke"
     import harness
 
@@ -53,7 +53,7 @@ def run(tiny: bool = False, experiments: list[str] | None = None) -> dict:
     for exp in experiments:
         figures[exp] = time_one(exp, scale, seed=0)
         print(f"{exp}: {figures[exp]}", flush=True)
-        ratios[f"{exp} quick wall (min)"] = {"value": figures[exp]["wall_s"] / 60, "target": TARGET_MIN[exp],
+        ratios[f"{exp} quick wall (min)"] = {"value": figures[exp]["wall_s"] / 60, "target": registered[exp].quick_minutes,
                                             "higher_is_better": False}
     return record(name, figures, ratios,
                   notes=f"scale={scale}, seed 0, fresh cache, 2 CPU cores")

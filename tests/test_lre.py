@@ -10,7 +10,7 @@ import torch
 from toyrepro.core.checks import ConfigError
 from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
-from toyrepro.lre import lre as L
+from toyrepro.lre import affine
 from toyrepro.lre.config import LREConfig
 from toyrepro.lre.evaluate import read_states
 from toyrepro.lre.jacobian import (
@@ -44,7 +44,7 @@ def test_exactly_linear_model_lre_recovers_W_and_is_faithful():
     model = lambda h: A @ h + c  # noqa: E731
     h_train = torch.randn(8, D, generator=g)
     J = torch.stack([jacobian(model, h) for h in h_train])
-    op = L.estimate_lre(J, h_train, torch.stack([model(h) for h in h_train]))
+    op = affine.estimate_lre(J, h_train, torch.stack([model(h) for h in h_train]))
     torch.testing.assert_close(op.W, A)
     torch.testing.assert_close(op.b, c, atol=1e-4, rtol=1e-4)
     h_test = torch.randn(200, D, generator=g)
@@ -52,18 +52,18 @@ def test_exactly_linear_model_lre_recovers_W_and_is_faithful():
     faithful = ((op(h_test) @ E.T).argmax(-1) == (z_true @ E.T).argmax(-1)).float().mean()
     assert faithful == 1.0
     # baselines that are not the map do worse on the same data
-    trans = L.translation(h_train, torch.stack([model(h) for h in h_train]))
+    trans = affine.translation(h_train, torch.stack([model(h) for h in h_train]))
     assert ((trans(h_test) @ E.T).argmax(-1) == (z_true @ E.T).argmax(-1)).float().mean() < 0.9
 
 
 def test_pinv_rank_and_edit_invert_a_linear_map():
     g = torch.Generator().manual_seed(1)
     W = torch.randn(10, 10, generator=g)
-    P = L.pinv_rank(W, 10)
+    P = affine.pinv_rank(W, 10)
     torch.testing.assert_close(P @ W, torch.eye(10), atol=1e-4, rtol=1e-4)
     z0, z1 = torch.randn(10, generator=g), torch.randn(10, generator=g)
-    torch.testing.assert_close(W @ L.edit_delta(P, z0, z1), z1 - z0, atol=1e-4, rtol=1e-4)
-    assert torch.linalg.matrix_rank(L.pinv_rank(W, 3)) == 3
+    torch.testing.assert_close(W @ affine.edit_delta(P, z0, z1), z1 - z0, atol=1e-4, rtol=1e-4)
+    assert torch.linalg.matrix_rank(affine.pinv_rank(W, 3)) == 3
 
 
 def test_batched_jacobian_equals_slow_loop(gpt):
@@ -154,14 +154,14 @@ def test_pinv_edit_moves_a_toy_models_answer():
     layer = 0
     h, z = out.hidden_states[layer][:, 0].detach(), out.hidden_states[-1][:, -1].detach()
     runners = [partial(SuffixRunner(lm, data[i, :2], 0), layer=layer) for i in range(n)]
-    op = L.estimate_lre(torch.stack([jacobian(runners[i], h[i]) for i in range(n)]), h, z)
-    P = L.pinv_rank(op.W, 32)
+    op = affine.estimate_lre(torch.stack([jacobian(runners[i], h[i]) for i in range(n)]), h, z)
+    P = affine.pinv_rank(op.W, 32)
     moved = tried = 0
     for i in range(n):
         for j in range(n):
             if f[j] != f[i]:
                 with torch.no_grad():
-                    new = lm.unembed(runners[i](h[i] + L.edit_delta(P, op(h[i]), op(h[j])))).argmax(-1)
+                    new = lm.unembed(runners[i](h[i] + affine.edit_delta(P, op(h[i]), op(h[j])))).argmax(-1)
                 moved, tried = moved + int(new == f[j]), tried + 1
     assert moved / tried >= 0.8, f"the edit reached the target in {moved}/{tried} cases"
 

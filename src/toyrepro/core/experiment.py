@@ -50,6 +50,7 @@ class Experiment:
     schema: type | None = None  # that section's dataclass (types, defaults, `validate`)
     trained_stages: int = 1  # Lightning fits that checkpoint (for the disk estimate)
     writeup: str = ""  # the write-up, relative to the repository root
+    quick_minutes: float = 10.0  # time budget of one scale=quick run on 2 CPU cores (benchmarks/time_to_scorecard.py)
     config_dir: str | None = None  # extra Hydra search path holding experiment/<name>.yaml (plugins)
 
     def run_fn(self) -> Callable:

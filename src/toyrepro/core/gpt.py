@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 KV = tuple[torch.Tensor, torch.Tensor]
 # patch(layer_index, hidden) -> hidden; layer_index as in the module docstring.
-Patch = Callable[[int, torch.Tensor], torch.Tensor]
+HiddenStateEdit = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -163,7 +163,7 @@ class GPT(nn.Module):
         past_kv: list[KV] | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
-        patch: Patch | None = None,
+        patch: HiddenStateEdit | None = None,
         last_only: bool = False,
     ) -> GPTOutput:
         """Logits (B, T, V); `hidden_states` = embeddings and each block's output (B, T, C).

@@ -107,27 +107,37 @@ class Scorecard:
         return path
 
     def table(self) -> Table:
+        """Four columns, so it reads in an 80-column terminal: the claim (its id, then its
+        statement and source dimmed), the measured value (and its note), the threshold, the
+        result. The JSON has every field."""
         self.evaluate()
         verdict = "[green]PASSED[/]" if self.passed else "[red]FAILED[/]"
-        t = Table(title=f"scorecard: {self.experiment} (scale={self.scale}, seed={self.seed}) {verdict}")
-        for col in ("claim", "statement", "source", "value", "threshold", "result"):
-            t.add_column(col, overflow="fold")
+        t = Table(title=f"scorecard: {self.experiment} (scale={self.scale}, seed={self.seed}) {verdict}",
+                  show_lines=True)
+        t.add_column("claim", overflow="fold", ratio=5)
+        t.add_column("value", overflow="fold", ratio=3)
+        t.add_column("pass if", no_wrap=True)
+        t.add_column("result", no_wrap=True)
         for c in self.claims:
             value = "—" if c.value is None else f"{c.value:.4g}"
             if c.note:
-                value += f"  ({c.note})"
-            result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: f"[dim]n/a at {self.scale}[/]"}[c.passed]
-            t.add_row(c.id, c.statement, c.source, value, f"{c.comparison} {c.threshold:g}", result)
+                value += f"\n[dim]{c.note}[/]"
+            result = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[dim]n/a[/]"}[c.passed]
+            t.add_row(f"[bold]{c.id}[/]\n[dim]{c.statement} ({c.source})[/]", value,
+                      f"{c.comparison} {c.threshold:g}", result)
+        caption = [f"[dim]n/a: measured, not scored at scale={self.scale}[/]"] if any(
+            c.passed is None for c in self.claims) else []
         if self.failure:
-            t.caption = f"[red]run stopped early: {self.failure}[/]"
+            caption.append(f"[red]run stopped early: {self.failure}[/]")
+        t.caption = "\n".join(caption) or None
         return t
 
     def print(self, console: Console | None = None) -> str:
         """Print the table; returns it as plain text (for the console log)."""
         import sys
 
-        console = console or Console(width=None if sys.stdout.isatty() else 150)
+        console = console or Console(width=None if sys.stdout.isatty() else 100)
         console.print(self.table())
-        plain = Console(width=160, record=True, file=io.StringIO())
+        plain = Console(width=100, record=True, file=io.StringIO())
         plain.print(self.table())
         return plain.export_text()

@@ -13,4 +13,5 @@ EXPERIMENT = Experiment(
     schema=GPTTaskConfig,
     trained_stages=1,
     writeup="experiments/gpt/README.md",
+    quick_minutes=5,
 )

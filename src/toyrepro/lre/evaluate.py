@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from toyrepro.lre import lre as L
+from toyrepro.lre import affine
 from toyrepro.lre.jacobian import (
     SuffixRunner,
     decoding_subspace,
@@ -171,7 +171,7 @@ def train_jacobians(lm, st: States, runners: Runners, train: list[int], layers: 
     return {layer: torch.stack(J) for layer, J in Js.items()}
 
 
-def faith(lm, op: L.AffineMap, h: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+def faith(lm, op: affine.AffineMap, h: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-sample 0/1: does decoding op(h) give the LM's answer `ref`?"""
     return (decode(lm, op(h)) == ref).float()
 
@@ -206,7 +206,7 @@ def analyse_relation(lm, rel: Relation, cfg, seed: int) -> RelationResult:
         raise ValueError(f"lre.layers: layer {max(layers)} > the model's {lm.n_layers} layers")
     Js = train_jacobians(lm, st, runners, train, layers, proj, cfg.jacobian_chunk)
     for layer in layers:
-        lres[layer] = L.estimate_lre(Js[layer], st.h[train, layer], st.z[train])
+        lres[layer] = affine.estimate_lre(Js[layer], st.h[train, layer], st.z[train])
         for beta in cfg.betas:
             op = lres[layer].with_beta(beta)
             val_score[layer, beta] = mean(faith(lm, op, st.h[val, layer], ref[val]))
@@ -228,10 +228,10 @@ def analyse_relation(lm, rel: Relation, cfg, seed: int) -> RelationResult:
 
     # faithfulness baselines on the test subjects
     t = test
-    res.baselines["faith_translation"] = mean(faith(lm, L.translation(hl[train], st.z[train]), hl[t], ref[t]))
-    res.baselines["faith_bias_only"] = mean(faith(lm, L.bias_only(op), hl[t], ref[t]))
-    res.baselines["faith_least_squares"] = mean(faith(lm, L.least_squares(hl[train], st.z[train]), hl[t], ref[t]))
-    res.baselines["faith_logit_lens"] = mean(faith(lm, L.logit_lens(lm.d_model), hl[t], ref[t]))
+    res.baselines["faith_translation"] = mean(faith(lm, affine.translation(hl[train], st.z[train]), hl[t], ref[t]))
+    res.baselines["faith_bias_only"] = mean(faith(lm, affine.bias_only(op), hl[t], ref[t]))
+    res.baselines["faith_least_squares"] = mean(faith(lm, affine.least_squares(hl[train], st.z[train]), hl[t], ref[t]))
+    res.baselines["faith_logit_lens"] = mean(faith(lm, affine.logit_lens(lm.d_model), hl[t], ref[t]))
     res.baselines["faith_embedding_lre"] = test_score[0, best_beta(0)]
 
     # causality at the chosen layer
@@ -247,11 +247,11 @@ def analyse_relation(lm, rel: Relation, cfg, seed: int) -> RelationResult:
 
 
 @torch.no_grad()
-def causality(lm, st: States, runners: Runners, op: L.AffineMap, layer: int, val: list[int], test: list[int],
+def causality(lm, st: States, runners: Runners, op: affine.AffineMap, layer: int, val: list[int], test: list[int],
               ranks: list[int], g: torch.Generator):
     """Per-rank causality on val and test, plus the oracle and identity-edit baselines on test."""
     pool = val + test
-    pinvs = {r: L.pinv_rank(op.W, r) for r in sorted(set(ranks))}
+    pinvs = {r: affine.pinv_rank(op.W, r) for r in sorted(set(ranks))}
     hits, hits_lre = {r: {} for r in pinvs}, {r: {} for r in pinvs}
     base = {"oracle": {}, "identity": {}}
     target = {}
@@ -263,7 +263,7 @@ def causality(lm, st: States, runners: Runners, op: L.AffineMap, layer: int, val
         values = []
         for i in grp:
             j, h = target[i], st.h[i, layer]
-            edits = [h + L.edit_delta(p, st.z[i], st.z[j]) for p in pinvs.values()]
+            edits = [h + affine.edit_delta(p, st.z[i], st.z[j]) for p in pinvs.values()]
             dz_lre = op(st.h[j, layer]) - op(h)  # the LRE's own predicted objects as the target
             edits += [h + dz_lre @ p.T for p in pinvs.values()]
             values.append(torch.stack(edits + [st.h[j, layer], h + st.z[j] - st.z[i]]))

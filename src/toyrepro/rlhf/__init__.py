@@ -13,4 +13,5 @@ EXPERIMENT = Experiment(
     schema=RLHFConfig,
     trained_stages=4,  # sft, reward_model, ppo, dpo
     writeup="experiments/rlhf/README.md",
+    quick_minutes=10,
 )

@@ -13,4 +13,5 @@ EXPERIMENT = Experiment(
     schema=ToolformerConfig,
     trained_stages=4,  # m0, finetune_cc, finetune_toolformer, finetune_unfiltered
     writeup="experiments/toolformer/README.md",
+    quick_minutes=15,
 )

@@ -1,0 +1,236 @@
+"""The stages of the Toolformer pipeline (Schick et al. 2023, §2 and §4), one function each.
+
+`experiment.run` calls them in order; each is what one paragraph of the paper's method
+describes: the data (§4.1, our synthetic corpus), M0 (the bootstrap model standing in for
+GPT-J), sampling and scoring API calls (§2 "Sampling", "Executing", "Filtering"),
+fine-tuning three ways (§2 "Model Finetuning"; the GPT-J + CC baseline of §4.2; our
+unfiltered ablation), and the Table 4 evaluation. M0 and the scored candidates are cached
+stage artefacts keyed by what determines them, so a sweep over τ_f or the fine-tuning
+reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toyrepro.core.data import RandomWindows
+from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.run import RunContext
+from toyrepro.core.stage import cached_stage
+from toyrepro.toolformer.annotate import Candidate, annotate
+from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
+from toyrepro.toolformer.corpus import (
+    OPS,
+    CharTokenizer,
+    Doc,
+    Question,
+    held_out_questions,
+    join,
+    random_docs,
+)
+from toyrepro.toolformer.decoding import decode
+from toyrepro.toolformer.evaluation import (
+    OP_NAMES,
+    accuracy,
+    accuracy_grid,
+    call_rate,
+    gain_histogram,
+    perplexity,
+)
+from toyrepro.toolformer.filtering import Scored, is_future_leak, is_useful, keep, score_candidates
+
+log = logging.getLogger("toyrepro")
+
+
+@dataclass
+class Corpora:
+    """Documents for pretraining M0, for annotation (C) and for held-out perplexity, and the
+    held-out questions (never seen in any document)."""
+
+    claim_questions: list[Question]
+    grid_questions: list[Question]
+    pretrain: list[Doc]
+    annotate: list[Doc]
+    held_out: list[Doc]
+    key: dict  # what determines the documents (part of every cache key)
+
+
+def make_corpora(seed: int, tc) -> Corpora:
+    claim_qs, grid_qs = held_out_questions(seed, tc.claim_questions, tc.cell_questions, tc.max_a_digits,
+                                           tc.max_b_digits)
+    held = {q.key for q in claim_qs + grid_qs}
+    docs = [random_docs(n, offset + seed, tc.max_a_digits, tc.max_b_digits, held)
+            for n, offset in ((tc.pretrain_docs, 0), (tc.annotate_docs, 1_000), (tc.ppl_docs, 2_000))]
+    key = {"max_a": tc.max_a_digits, "max_b": tc.max_b_digits, "exclude": len(held)}
+    return Corpora(claim_qs, grid_qs, *docs, key=key)
+
+
+def train_lm(ctx: RunContext, model: GPT, tok: CharTokenizer, texts: list[str], val_texts: list[str],
+             stage: str, steps: int, lr: float | None = None) -> None:
+    """The suite's causal-LM recipe (`ctx.train_lm`) on random windows of the texts."""
+    cfg = ctx.cfg
+    optim = cfg.optim if lr is None else replace(cfg.optim, lr=lr)
+    bs, T = optim.batch_size, model.cfg.block_size
+    train = torch.tensor(tok.encode(join(texts)), dtype=torch.uint8)
+    val = torch.tensor(tok.encode(join(val_texts)), dtype=torch.uint8)
+    ctx.train_lm(stage, model, RandomWindows(train, T, steps * bs, seed=cfg.seed),
+                 RandomWindows(val, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed),
+                 steps=steps, optim=optim)
+
+
+def load_model(model_cfg: GPTConfig, path: Path) -> GPT:
+    model = GPT(model_cfg)
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def train_m0(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, data: Corpora) -> tuple[Path, dict]:
+    """M0: the bootstrap model, trained on documents of which a share carry a random call (cached)."""
+    cfg, tc = ctx.cfg, ctx.cfg.toolformer
+    params = {"model": asdict(model_cfg), "optim": asdict(cfg.optim), "steps": cfg.trainer.max_steps,
+              "pretrain_docs": tc.pretrain_docs, "bootstrap_share": tc.bootstrap_share,
+              "bootstrap_own_op": tc.bootstrap_own_op, "seed": cfg.seed, "corpus": data.key}
+
+    def build(tmp: Path) -> None:
+        torch.manual_seed(cfg.seed)
+        model = GPT(model_cfg)
+        log.info("M0: %.2fM parameters, %d documents (%.0f%% with a random call)", model.num_params() / 1e6,
+                 len(data.pretrain), 100 * tc.bootstrap_share)
+        texts = bootstrap_corpus(data.pretrain, tc.bootstrap_share, cfg.seed, tc.bootstrap_own_op)
+        train_lm(ctx, model, tok, texts, [d.text for d in data.held_out], "m0", cfg.trainer.max_steps)
+        torch.save(model.state_dict(), tmp / "model.pt")
+
+    return cached_stage(cfg.cache_dir, "toolformer-m0", params, build), params
+
+
+def annotate_calls(ctx: RunContext, m0: GPT, tok: CharTokenizer, data: Corpora, m0_key: dict
+                   ) -> tuple[list[Scored], dict]:
+    """Sample candidate calls at likely positions, execute them, and score L⁻ and L⁺ (§2; cached)."""
+    cfg, tc = ctx.cfg, ctx.cfg.toolformer
+    params = {"m0": m0_key, "annotate_docs": tc.annotate_docs, "tau_s": tc.tau_s, "top_k": tc.top_k,
+              "m": tc.m, "max_call_tokens": tc.max_call_tokens, "weight_decrement": tc.weight_decrement}
+    # versions: 2 = L_i(ε) no longer counts the end token (filtering.score_candidates);
+    # 3 = finished rows leave the sampling batch (other random draws)
+
+    def build(tmp: Path) -> None:
+        cands, stats = annotate(m0, tok, data.annotate, tc.top_k, tc.tau_s, tc.m, tc.max_call_tokens,
+                                tc.sample_batch, cfg.seed)
+        scored = score_candidates(m0, tok, data.annotate, cands, tc.weight_decrement, tc.score_batch)
+        rows = [asdict(s.cand) | {"loss_plain": s.loss_plain, "loss_no_result": s.loss_no_result,
+                                  "loss_result": s.loss_result} for s in scored]
+        (tmp / "candidates.json").write_text(json.dumps({"stats": stats, "candidates": rows}))
+
+    path = cached_stage(cfg.cache_dir, "toolformer-annotate", params, build, version=3)
+    saved = json.loads((path / "candidates.json").read_text())
+    scored = [Scored(Candidate(**{k: r[k] for k in ("doc", "position", "expr", "result", "p_start", "count")}),
+                     r["loss_plain"], r["loss_no_result"], r["loss_result"]) for r in saved["candidates"]]
+    return scored, saved["stats"]
+
+
+@dataclass
+class Filtered:
+    kept: list[Scored]
+    precision: float  # kept calls whose result appears in the next tokens
+    raw_rate: float  # the same rate over every scored candidate
+    leak_rate: float  # kept calls whose arguments appear only after the call
+    leaks: int
+    stats: dict
+
+
+def filter_calls(ctx: RunContext, scored: list[Scored], docs: list[Doc], stats: dict) -> Filtered:
+    """Keep the calls with L⁻ − L⁺ ≥ τ_f (§2 "Filtering API Calls"), and measure what was kept."""
+    tc = ctx.cfg.toolformer
+    kept = keep(scored, tc.tau_f)
+    useful = [is_useful(docs[s.cand.doc].text, s.cand.position, s.cand.result, tc.useful_window) for s in scored]
+    kept_useful = [is_useful(docs[s.cand.doc].text, s.cand.position, s.cand.result, tc.useful_window) for s in kept]
+    leaks = [is_future_leak(docs[s.cand.doc].text, s.cand.position, s.cand.expr) for s in kept]
+    out = Filtered(kept, sum(kept_useful) / max(1, len(kept)), sum(useful) / max(1, len(scored)),
+                   sum(leaks) / max(1, len(kept)), sum(leaks),
+                   stats | {"scored": len(scored), "kept": len(kept), "docs_with_calls": len({s.cand.doc for s in kept})})
+    log.info("filter: %s; precision %.3f (raw candidates %.3f), future leaks %.3f", out.stats, out.precision,
+             out.raw_rate, out.leak_rate)
+    ctx.log_metrics("filter", {f"filter/{k}": float(v) for k, v in out.stats.items()}
+                    | {"filter/precision": out.precision, "filter/raw_useful_rate": out.raw_rate,
+                       "filter/future_leak_rate": out.leak_rate})
+    ctx.save_figure(gain_histogram([s.gain for s in scored], useful, tc.tau_f), "filter_gain_histogram")
+    return out
+
+
+def augmented_texts(docs: list[Doc], calls: dict[int, list[Candidate]]) -> list[str]:
+    """Each document with its calls inserted (right to left, so positions stay valid)."""
+    out = []
+    for d, doc in enumerate(docs):
+        text = doc.text
+        for c in sorted(calls.get(d, []), key=lambda c: -c.position):
+            text = with_call(text, c.position, c.expr, c.result)
+        out.append(text)
+    return out
+
+
+def finetune(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, m0_path: Path, data: Corpora,
+             scored: list[Scored], kept: list[Scored]) -> dict[str, GPT]:
+    """M0 fine-tuned on C* (= M*), on C without calls (GPT-J + CC) and on one unfiltered call per document."""
+    cfg, tc = ctx.cfg, ctx.cfg.toolformer
+    docs = data.annotate
+    rng = random.Random(40_009 + cfg.seed)
+    by_doc: dict[int, list[Candidate]] = {}
+    for s in scored:
+        by_doc.setdefault(s.cand.doc, []).append(s.cand)
+    datasets = {
+        "finetune_cc": [d.text for d in docs],
+        "finetune_toolformer": augmented_texts(docs, {d: [s.cand for s in kept if s.cand.doc == d]
+                                                      for d in {s.cand.doc for s in kept}}),
+        "finetune_unfiltered": augmented_texts(docs, {d: [rng.choice(cs)] for d, cs in sorted(by_doc.items())}),
+    }
+    models: dict[str, GPT] = {}
+    for stage, texts in datasets.items():
+        model = load_model(model_cfg, m0_path).train()
+        log.info("%s: %d documents, e.g. %r", stage, len(texts), next((t for t in texts if "[" in t), texts[0]))
+        train_lm(ctx, model, tok, texts, [d.text for d in data.held_out], stage, tc.finetune_steps, lr=tc.finetune_lr)
+        models[stage] = model.eval()
+    return models
+
+
+def evaluate(ctx: RunContext, tok: CharTokenizer, data: Corpora, rows: dict[str, tuple[GPT, bool]]
+             ) -> tuple[dict[str, dict], dict[str, list]]:
+    """Table 4: each (model, API on/off) on the held-out questions, by operation and digits, and
+    held-out perplexity."""
+    tc = ctx.cfg.toolformer
+    claim_qs, grid_qs = data.claim_questions, data.grid_questions
+    prompts_c, prompts_g = [q.prompt for q in claim_qs], [q.prompt for q in grid_qs]
+    val_texts = [d.text for d in data.held_out]
+    results, grids = {}, {}
+    for name, (model, api) in rows.items():
+        outs = decode(model, tok, prompts_c + prompts_g, api, tc.decode_top_k, tc.max_new_tokens, tc.eval_batch)
+        out_c, out_g = outs[: len(prompts_c)], outs[len(prompts_c) :]
+        ppl = perplexity(model, tok, val_texts, tc.score_batch)
+        grids[name] = accuracy_grid(grid_qs, out_g, tc.max_a_digits)
+        results[name] = {"accuracy": accuracy(claim_qs, out_c), "call_rate": call_rate(out_c),
+                         "grid_accuracy": accuracy(grid_qs, out_g), "perplexity": ppl,
+                         **{f"grid_{OP_NAMES[op]}": float(np.nanmean(row)) for op, row in zip(OPS, grids[name])},
+                         "example": prompts_c[0] + out_c[0].text.rstrip("\n")}
+        log.info("evaluate %-18s %s", name, results[name])
+    for k, r in enumerate(results.values()):
+        ctx.log_metrics("evaluate", {f"eval/{key}": v for key, v in r.items() if key != "example"}, step=k)
+    return results, grids
+
+
+def table4(results: dict, stats: dict, precision: float, raw: float, leak: float) -> str:
+    ops = [OP_NAMES[op] for op in OPS]
+    lines = ["| model | API | × 4–6 by 2–3 digits | call rate | " + " | ".join(f"{o} (grid)" for o in ops)
+             + " | all (grid) | held-out ppl (API disabled) |", "|---|---|---|---|" + "---|" * len(ops) + "---|---|"]
+    for name, r in results.items():
+        api = "on" if name in ("M* (Toolformer)", "M* unfiltered") else "off"
+        lines.append(f"| {name} | {api} | {r['accuracy']:.3f} | {r['call_rate']:.3f} | "
+                     + " | ".join(f"{r[f'grid_{o}']:.3f}" for o in ops)
+                     + f" | {r['grid_accuracy']:.3f} | {r['perplexity']:.4f} |")
+    lines += ["", f"filter: {stats}; precision {precision:.3f} (raw {raw:.3f}); future leaks {leak:.3f}", ""]
+    lines += [f"- {name}: `{r['example']}`" for name, r in results.items()]
+    return "\n".join(lines) + "\n"

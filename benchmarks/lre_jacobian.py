@@ -17,8 +17,8 @@ import torch
 
 from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM
-from toyrepro.lre.smollm2 import load_smollm2
 from toyrepro.lre.jacobian import SuffixRunner, eager_attention, jacobian_loop, layer_jacobians
+from toyrepro.lre.smollm2 import load_smollm2
 
 from harness import compare, experiment_config, record
 

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import record
-
 import toyrepro
+
+from harness import record
 
 
 def time_one(experiment: str, scale: str, seed: int) -> dict:

@@ -151,7 +151,7 @@ def test_suite_help_lists_every_experiment_without_a_traceback(tmp_path, cache_d
     proc = subprocess.run([sys.executable, "-m", "toyrepro", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
-    for name, exp in toyrepro.experiments().items():
+    for name in toyrepro.experiments():
         assert f"  {name} " in proc.stdout
     for common in ("scale=", "trainer=", "logger=", "seed=", "-m ", "scorecard.json"):
         assert common in proc.stdout

@@ -9,7 +9,7 @@ UV     := $(BIN)/uv pip install --python $(BIN)/python -q
 CONSTRAINTS ?= constraints.txt
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow bench bench-scorecard lint lock clean
+.PHONY: setup demo test test-slow bench bench-scorecard lint lock docs clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -52,6 +52,9 @@ lock:
 	.venv-lock/bin/uv pip freeze --python .venv-lock/bin/python \
 	  | grep -v -E '^(-e |toyrepro|torch==|nvidia-|triton==)' > $(CONSTRAINTS)
 	rm -rf .venv-lock
+
+docs: setup  # the README's experiment table, from the registry
+	$(BIN)/python -m toyrepro.core.help README.md
 
 clean:
 	rm -rf runs multirun .cache/toyrepro

@@ -201,3 +201,43 @@ def test_python_api_returns_the_cli_scorecard(tmp_path, cache_dir):
     bad = subprocess.run([sys.executable, "-c", "import toyrepro; toyrepro.run('gpt', scale='smoke', model__n_layer=-1)"],
                          cwd=tmp_path, env=cli_env(cache_dir), capture_output=True, text=True, timeout=120)
     assert "ConfigError: model.n_layer must be >= 1 (got -1)" in bad.stderr
+
+
+def _baseline():
+    """The config before any experiment YAML: the schema with config.yaml's default groups."""
+    from omegaconf import OmegaConf
+
+    from toyrepro.core.config import schema_class
+
+    base = OmegaConf.structured(schema_class())
+    for group, choice in (("model", "gpt_tiny"), ("trainer", "cpu")):
+        base = OmegaConf.merge(base, {group: OmegaConf.load(REPO / "configs" / group / f"{choice}.yaml")})
+    return base
+
+
+@pytest.mark.parametrize("name", sorted(toyrepro.experiments()))
+def test_experiment_yaml_holds_deltas_only(name):
+    """Every value an experiment YAML sets differs from what it would be without it."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    path = REPO / "configs" / "experiment" / f"{name}.yaml"
+    base, sections = _baseline(), registry.sections()
+    repeated = []
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            p = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and value:
+                walk(value, p)
+                continue
+            top, _, rest = p.partition(".")
+            default = (OmegaConf.select(OmegaConf.structured(sections[top]), rest) if top in sections and rest
+                       else OmegaConf.select(base, p))
+            if isinstance(default, type(OmegaConf.create())) or hasattr(default, "_content"):
+                default = OmegaConf.to_container(default)
+            if default == value and p != "name":
+                repeated.append(f"{p}: {value!r}")
+
+    walk(yaml.safe_load(path.read_text()) or {}, "")
+    assert not repeated, f"{path.name} repeats defaults (remove them): {repeated}"

@@ -3,7 +3,7 @@
 from toyrepro.core.experiment import Experiment
 from toyrepro.lre.config import LREConfig
 
-PAPER = "Linearity of Relation Decoding in Transformer LMs (Hernandez et al. 2023, arXiv 2310.15213)"
+PAPER = "Linearity of Relation Decoding in Transformer LMs (Hernandez et al. 2023, arXiv 2308.09124)"
 _COMMON = dict(paper=PAPER, run="toyrepro.lre.experiment:run", claims="toyrepro.lre.experiment:claims",
                section="lre", schema=LREConfig, writeup="experiments/lre/README.md")
 

@@ -1,6 +1,6 @@
 """The linear relational embedding and its baselines, as plain tensor algebra.
 
-Hernandez et al. 2023, §2-§4 (arXiv 2310.15213):
+Hernandez et al. 2023, §2-§4 (arXiv 2308.09124):
 
 - LRE (eq. 3-4): W = E_i[dz/dh (h_i)] (mean Jacobian over the n training samples),
   b = E_i[z_i - W h_i], and LRE(h) = beta * W h + b. beta > 1 corrects the Jacobian's

@@ -1,7 +1,7 @@
 """Config section `lre:` of the `lre` (toy GPT) and `lre_smollm2` (SmolLM2-135M) experiments.
 
 Hernandez et al. 2023, "Linearity of Relation Decoding in Transformer Language Models"
-(arXiv 2310.15213). Section numbers below refer to that paper.
+(arXiv 2308.09124). Section numbers below refer to that paper.
 """
 
 from __future__ import annotations

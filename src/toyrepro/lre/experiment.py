@@ -26,7 +26,7 @@ from toyrepro.lre.relations import RelationFileError, load_relations
 from toyrepro.lre.smollm2 import load_smollm2_cached
 
 log = logging.getLogger("toyrepro")
-SRC = "Hernandez et al. 2023 (arXiv 2310.15213)"
+SRC = "Hernandez et al. 2023 (arXiv 2308.09124)"
 # GPT-J means over the paper's factual relations (issue 5 / paper Fig. 3-5).
 PAPER_GPTJ = {"faithfulness": 0.64, "causality": 0.72, "beta": 2.25}
 LOW_CARDINALITY = 5  # toy relations with at most this many objects count as "low-cardinality"

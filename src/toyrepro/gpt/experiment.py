@@ -10,7 +10,9 @@ Claims (scorecard):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
 
 import matplotlib.pyplot as plt
 import torch
@@ -20,6 +22,7 @@ from toyrepro.core.generate import generate
 from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
 from toyrepro.core.scorecard import Claim
+from toyrepro.core.stage import cached_stage
 from toyrepro.gpt.corpus import load_corpus
 from toyrepro.gpt.evaluate import (
     gzip_bits_per_char,
@@ -48,12 +51,7 @@ def run(ctx: RunContext) -> None:
     train_text, val_text = load_corpus(cfg.cache_dir, task.max_files, task.val_fraction)
     log.info("corpus: %d train / %d held-out characters", train_text.numel(), val_text.numel())
 
-    model = GPT(cfg.model)
-    log.info("model: %.2fM parameters", model.num_params() / 1e6)
-    bs, steps, T = cfg.optim.batch_size, cfg.trainer.max_steps, cfg.model.block_size
-    ctx.train_lm("train", torch.compile(model) if cfg.trainer.compile else model,
-                 RandomWindows(train_text, T, steps * bs, seed=cfg.seed),
-                 RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed))
+    model = train_model(ctx, train_text, val_text, task.max_files, task.val_fraction)
 
     held_out = val_text[: task.max_val_chars]
     bpc = model_bits_per_char(model, held_out)
@@ -74,6 +72,32 @@ def run(ctx: RunContext) -> None:
     log.info("sample:\n%s", sample)
 
     ctx.save_figure(bits_figure(bpc, unigram, gz), "bits_per_char")
+
+
+def model_params(cfg, max_files: int, val_fraction: float) -> dict:
+    """Everything that determines the trained model: its key in the stage cache (`gpt_model`)."""
+    t = cfg.trainer
+    return {"seed": cfg.seed, "model": dataclasses.asdict(cfg.model), "optim": dataclasses.asdict(cfg.optim),
+            "steps": t.max_steps, "trainer": {"precision": t.precision, "gradient_clip_val": t.gradient_clip_val,
+                                              "compile": t.compile},
+            "data": {"max_files": max_files, "val_fraction": val_fraction, "python": sys.version.split()[0]}}
+
+
+def train_model(ctx: RunContext, train_text: torch.Tensor, val_text: torch.Tensor, max_files: int,
+                val_fraction: float) -> GPT:
+    """Train the GPT (stage `train`), then publish its weights to the stage cache so another
+    experiment (`compression`) with the same `model_params` loads them instead of training again.
+    This experiment always trains (a rerun or a killed run redoes its own fit and checkpoints)."""
+    cfg = ctx.cfg
+    model = GPT(cfg.model)
+    log.info("model: %.2fM parameters", model.num_params() / 1e6)
+    bs, steps, T = cfg.optim.batch_size, cfg.trainer.max_steps, cfg.model.block_size
+    ctx.train_lm("train", torch.compile(model) if cfg.trainer.compile else model,
+                 RandomWindows(train_text, T, steps * bs, seed=cfg.seed),
+                 RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed))
+    cached_stage(cfg.cache_dir, "gpt_model", model_params(cfg, max_files, val_fraction),
+                 lambda tmp: torch.save(model.state_dict(), tmp / "model.pt"))
+    return model
 
 
 def bits_figure(model_bpc: float, unigram: float, gz: float) -> plt.Figure:

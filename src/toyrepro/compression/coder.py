@@ -1,0 +1,114 @@
+"""Arithmetic (range) coding with a language model's next-byte probabilities.
+
+Deletang et al. 2023, §2-§3: a predictive model p(x_i | x_<i) and an arithmetic coder give a
+lossless code whose length is, up to a constant, the model's log-loss
+
+    len(code(x)) ~= sum_i -log2 p(x_i | x_<i)        (Shannon 1948; arithmetic coding, Pasco 1977, Rissanen 1976)
+
+and each 2048-byte chunk is coded on its own (the model starts with no context at every chunk).
+
+The entropy coder is `constriction`'s range coder (Bamler 2022; `stream.queue.RangeEncoder`,
+32-bit words, probabilities quantised to fixed point by `stream.model.Categorical(perfect=False)`),
+not a hand-written one. The model side is here:
+
+- `conditionals` runs the model over a batch of chunks byte by byte and hands each position's
+  distribution (B, 256) to a callback that returns the bytes at that position. The encoder's
+  callback returns the known bytes; the decoder's decodes them from the codes. Both run the very
+  same sequence of tensor operations on the same batch shapes, so they see bit-identical
+  probabilities: an exact round trip does not rely on two different code paths agreeing in floats.
+- context: a chunk starts from one newline byte (a stand-in for a beginning-of-sequence token,
+  which the byte-level GPT does not have); after that the chunk is read in segments of
+  `block_size // 2` bytes, each segment primed with the previous one through the KV cache, so
+  every byte after the first segment has between block_size/2 and block_size - 1 bytes of
+  context (the sliding window of `gpt.evaluate`).
+
+Deviations from Deletang: their models see a whole 2048-byte chunk in context; ours sees at
+most `block_size - 1` bytes. The code's length is counted in whole 32-bit words, as
+`constriction` writes them (so up to 32 bits of termination overhead per chunk).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+
+from toyrepro.core.gpt import GPT
+
+BOS = 10  # "\n": the context of a chunk's first byte
+
+# (position, probabilities (B, 256) float64) -> the bytes at that position (B,) int64
+Emit = Callable[[int, np.ndarray], np.ndarray]
+
+
+@torch.no_grad()
+def conditionals(model: GPT, batch: int, n: int, emit: Emit) -> torch.Tensor:
+    """Feed `batch` chunks of `n` bytes through `model`, calling `emit` at each position; returns
+    the (batch, n) bytes that `emit` gave."""
+    model.eval()
+    device = next(model.parameters()).device
+    seg = model.cfg.block_size // 2
+    known = torch.empty(batch, n, dtype=torch.long, device=device)
+    for start in range(0, n, seg):
+        prefix = known[:, start - seg : start] if start else torch.full((batch, 1), BOS, device=device)
+        out = model(prefix, use_cache=True)
+        for i in range(start, min(start + seg, n)):
+            probs = torch.softmax(out.logits[:, -1].double(), dim=-1).cpu().numpy()
+            known[:, i] = torch.as_tensor(emit(i, probs), device=device)
+            if i + 1 < min(start + seg, n):
+                out = model(known[:, i : i + 1], past_kv=out.past_kv, use_cache=True)
+    return known
+
+
+@dataclass
+class Coded:
+    codes: list[np.ndarray]  # one uint32 array per chunk (constriction's range-coder words)
+    ideal_bits: np.ndarray  # per chunk: sum_i -log2 p(x_i | x_<i) under the probabilities coded with
+    symbol_bits: np.ndarray  # per chunk: sum_i ceil(-log2 p), a code with whole bits per byte (Shannon code)
+    seconds: float  # wall time of encoding (model + coder)
+
+    @property
+    def code_bits(self) -> np.ndarray:
+        return np.array([32 * len(c) for c in self.codes], dtype=np.float64)
+
+
+def encode(model: GPT, chunks: np.ndarray, batch_size: int) -> Coded:
+    """Range-code each row of `chunks` (N, n) uint8 on its own with the model's probabilities."""
+    t0 = time.perf_counter()
+    codes, ideal, whole = [], [], []
+    n = chunks.shape[1]
+    for b in range(0, len(chunks), batch_size):
+        rows = chunks[b : b + batch_size].astype(np.int64)
+        probs = np.empty((len(rows), n, 256))
+
+        def emit(i: int, p: np.ndarray, rows=rows, probs=probs) -> np.ndarray:
+            probs[:, i] = p
+            return rows[:, i]
+
+        conditionals(model, len(rows), n, emit)
+        for row, p in zip(rows, probs):
+            enc = constriction.stream.queue.RangeEncoder()
+            enc.encode(row.astype(np.int32), constriction.stream.model.Categorical(perfect=False), p)
+            codes.append(enc.get_compressed())
+            info = -np.log2(p[np.arange(n), row] / p.sum(axis=1))
+            ideal.append(float(info.sum()))
+            whole.append(float(np.ceil(info).sum()))
+    return Coded(codes, np.array(ideal), np.array(whole), time.perf_counter() - t0)
+
+
+def decode(model: GPT, codes: list[np.ndarray], n: int, batch_size: int) -> np.ndarray:
+    """Decode `n` bytes from each code with the same model and batches as `encode`: (N, n) uint8."""
+    out = []
+    for b in range(0, len(codes), batch_size):
+        decoders = [constriction.stream.queue.RangeDecoder(c) for c in codes[b : b + batch_size]]
+
+        def emit(i: int, p: np.ndarray, decoders=decoders) -> np.ndarray:
+            return np.array([d.decode(constriction.stream.model.Categorical(row, perfect=False))
+                             for d, row in zip(decoders, p)], dtype=np.int64)
+
+        out.append(conditionals(model, len(decoders), n, emit).cpu().numpy().astype(np.uint8))
+    return np.concatenate(out)

@@ -9,7 +9,7 @@ UV     := $(BIN)/uv pip install --python $(BIN)/python -q
 CONSTRAINTS ?= constraints.txt
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-slow bench bench-scorecard lint lock docs clean
+.PHONY: setup demo test test-slow test-slurm bench bench-scorecard lint lock docs clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -31,6 +31,14 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# Sweeps, DDP, preemption on a real one-node Slurm cluster, and the dashboards in headless
+# Chromium: brings the cluster up (slurm/cluster.sh installs slurm-wlm/munge when missing;
+# chromium likewise), runs the slurm-marked tests, takes the cluster down even when one fails.
+test-slurm: setup
+	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
+	slurm/cluster.sh up
+	eval "$$(slurm/cluster.sh env)" && $(BIN)/python -m pytest -q -m slurm -rP; rc=$$?; slurm/cluster.sh down; exit $$rc
 
 bench:
 	$(MAKE) setup EXTRAS=dev,real,bench

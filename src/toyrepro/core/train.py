@@ -8,14 +8,27 @@
   in batch jobs, where progress bars only clutter Slurm logs).
 - `fit_stage`: runs one stage, resuming from `<run_dir>/checkpoints/<stage>/last.ckpt`
   when the run is started with `resume=true`.
+- Under Slurm: Lightning's `SLURMEnvironment` gives the ranks (`trainer=ddp` with
+  `tasks_per_node` tasks, `resolve_devices`), and `SlurmRequeue` survives preemption and
+  time-outs: on the warning signal (SIGUSR1, `--signal=USR1@<s>` in the launcher config) it
+  runs Lightning's own auto-requeue (save `hpc_ckpt_<n>.ckpt`, `scontrol requeue`) at the end
+  of the current step, then exits; the requeued job starts again in the same run dir and
+  `resume_checkpoint` picks that checkpoint up with no `resume=true`. Lightning's handler is
+  deferred to the step boundary because, called from the signal, it saves wherever the
+  signal lands (between an optimizer step and its LR-scheduler step, say), and the resumed
+  run would then differ from an uninterrupted one. `RankAgreement` logs each rank's
+  parameter digest after a multi-process fit and fails if the ranks diverged.
 A non-finite loss stops the stage with its name and step (`NonFiniteLossError`); the last
 good checkpoint is left as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +37,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -144,33 +158,152 @@ class ProgressLog(Callback):
                      float("nan") if loss is None else float(loss), rate)
 
 
+REQUEUE_SIGNAL = signal.SIGUSR1  # what `additional_parameters.signal` in configs/hydra/launcher/slurm.yaml sends
+_requeue_requested = False
+
+
+def on_slurm() -> bool:
+    """Inside a Slurm job step (Lightning's test: SLURM_NTASKS set, not an interactive shell)."""
+    return SLURMEnvironment.detect()
+
+
+def _note_requeue_signal(signum, frame) -> None:
+    global _requeue_requested
+    _requeue_requested = True
+    log.warning("received %s: checkpoint and requeue at the end of this step", signal.Signals(signum).name)
+
+
+def install_requeue_handler() -> None:
+    """SIGUSR1 only sets a flag: `SlurmRequeue` acts on it at a step boundary. Installed once per
+    process, so a warning that lands between two stages is kept for the next one."""
+    if signal.getsignal(REQUEUE_SIGNAL) is not _note_requeue_signal:
+        signal.signal(REQUEUE_SIGNAL, _note_requeue_signal)
+
+
+class SlurmRequeue(Callback):
+    """Lightning's SLURM auto-requeue, run at the end of a training step instead of inside the
+    signal handler: every rank agrees on the flag (DDP), the trainer saves
+    `hpc_ckpt_<n>.ckpt` in the stage's checkpoint dir and rank 0 calls `scontrol requeue`
+    (Lightning's `_slurm_sigusr_handler_fn`), then the job exits without a scorecard.
+    If the requeue fails, training goes on (the job then ends at its time limit)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        global _requeue_requested
+        flag = _requeue_requested
+        if trainer.world_size > 1:
+            flag = trainer.strategy.reduce_boolean_decision(flag, all=False)
+        if not flag:
+            return
+        _requeue_requested = False
+        connector = trainer._signal_connector  # Lightning's auto-requeue: save, then scontrol requeue
+        connector._slurm_sigusr_handler_fn(REQUEUE_SIGNAL, None)
+        if _job_requeued():
+            log.warning("step %d saved to %s; job requeued, exiting: the next start resumes from it",
+                        trainer.global_step, trainer._checkpoint_connector._hpc_resume_path)
+            raise SystemExit(0)  # not an Exception: submitit writes no result, the requeued job does
+
+
+def _job_requeued() -> bool:
+    """Whether `scontrol requeue` took: Slurm no longer lists this job as RUNNING."""
+    import re
+    import subprocess
+
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID", "")
+    try:
+        out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    state = re.search(r"JobState=(\w+)", out)
+    return state is not None and state.group(1) != "RUNNING"
+
+
+def param_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class RankAgreement(Callback):
+    """Multi-process fits: each rank logs a digest of its parameters before and after the fit,
+    and the fit fails if the ranks do not end with identical parameters (DDP keeps them equal
+    by all-reducing gradients; a rank that diverged would silently train another model)."""
+
+    def __init__(self, stage: str):
+        self.stage, self.before = stage, ""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
+        self.before = param_digest(pl_module) if trainer.world_size > 1 else ""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.world_size <= 1:
+            return
+        after = param_digest(pl_module)
+        log.info("[%s] rank %d/%d parameters sha256 before %s after %s", self.stage, trainer.global_rank,
+                 trainer.world_size, self.before, after)
+        digests = trainer.strategy.all_gather(torch.tensor([int(after[:15], 16)], dtype=torch.int64))
+        if len(set(digests.flatten().tolist())) != 1:
+            raise RuntimeError(f"stage '{self.stage}': DDP ranks ended with different parameters")
+
+
+def resolve_devices(t: TrainerConfig) -> tuple[Any, int]:
+    """(devices, num_nodes) for the Trainer. `devices: auto` with a DDP strategy means: under
+    Slurm, the job's tasks per node (Lightning requires that they match); without GPU, 2 CPU
+    processes (Lightning's `auto` would be 1 on CPU); otherwise Lightning's `auto` (all GPUs)."""
+    devices, nodes = t.devices, t.num_nodes
+    if on_slurm() and nodes == 1 and int(os.environ.get("SLURM_NNODES", "1")) > 1:
+        nodes = int(os.environ["SLURM_NNODES"])
+    if devices == "auto" and t.strategy.startswith("ddp"):
+        if on_slurm() and os.environ.get("SLURM_NTASKS_PER_NODE"):
+            devices = int(os.environ["SLURM_NTASKS_PER_NODE"].split("(")[0])
+        elif t.accelerator == "cpu" or not torch.cuda.is_available():
+            devices = 2
+    return devices, nodes
+
+
 def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, max_steps: int | None = None) -> L.Trainer:
     steps = max_steps or t.max_steps
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                         every_n_train_steps=min(t.checkpoint_every_n_steps, steps)),
+        RankAgreement(stage),
     ]
     interactive = sys.stdout.isatty()
     if interactive:
         callbacks.append(RichProgressBar())
     else:
         callbacks.append(ProgressLog(stage, max(1, steps // 10)))
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if on_slurm():  # ranks from SLURM_*; the requeue runs at step boundaries (SlurmRequeue), not in the handler
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        callbacks.append(SlurmRequeue())
+        install_requeue_handler()
+    devices, num_nodes = resolve_devices(t)
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+        accelerator=t.accelerator, devices=devices, strategy=t.strategy, num_nodes=num_nodes,
         precision=t.precision, max_steps=steps, val_check_interval=min(t.val_check_interval, steps),
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
         log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val or None,
         num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
-        plugins=[AtomicCheckpointIO()], enable_progress_bar=interactive,
+        plugins=plugins, enable_progress_bar=interactive,
         enable_model_summary=False, default_root_dir=str(ckpt_dir),
     )
 
 
 def resume_checkpoint(ckpt_dir: Path, resume: bool) -> str | None:
-    """`last.ckpt` of the stage when resuming; a damaged one is refused with the fix."""
-    last = ckpt_dir / "last.ckpt"
-    if not resume or not last.exists():
+    """The checkpoint the stage continues from, or None for a fresh start: under `resume=true`
+    its `last.ckpt`; in a Slurm job that was requeued, the `hpc_ckpt_<n>.ckpt` it saved before
+    (no `resume=true` needed); the newer of the two when both exist. A damaged one is refused."""
+    candidates = [ckpt_dir / "last.ckpt"] if resume else []
+    if on_slurm():
+        hpc = sorted(ckpt_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        candidates += hpc[-1:]
+    candidates = [p for p in candidates if p.exists()]
+    if not candidates:
         return None
+    last = max(candidates, key=lambda p: p.stat().st_mtime)
     try:
         fs = get_filesystem(str(last))
         with fs.open(str(last), "rb") as f:

@@ -54,6 +54,7 @@ def slurm_sweep(base: Path, cache: Path) -> tuple[Path, float]:
         base.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         run_cli(["-m", *SWEEP, *ON_LOCAL_CLUSTER, f"hydra.sweep.dir={base / 'sweep'}"], base, cache, timeout=900)
+        wait_until_idle()
         done.write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
     return base / "sweep", json.loads(done.read_text())["wall_s"]
 
@@ -101,6 +102,14 @@ def test_sweep_on_slurm_gives_the_scorecards_of_local_runs(sweep, tmp_path, cach
     local = {setting(r): claim_values(scorecard(r)) for r in run_dirs(tmp_path / "local")}
     on_slurm = {setting(r): claim_values(scorecard(r)) for r in run_dirs(sweep)}
     assert len(local) == 4 and on_slurm == local
+
+
+def wait_until_idle(timeout: float = 120) -> None:
+    """Until no job is left in the queue: submitit returns as soon as a job has written its
+    result file, a moment before Slurm marks it COMPLETED."""
+    deadline = time.time() + timeout
+    while slurm("squeue", "-h", "-o", "%i").strip() and time.time() < deadline:
+        time.sleep(0.5)
 
 
 def job_state(job: str) -> str:

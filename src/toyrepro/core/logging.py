@@ -7,6 +7,12 @@ them for one stage of a run, adding what only the run knows:
 - W&B: one W&B run per (job, stage): `group` = experiment, `job_type` = stage, the resolved
   config as the run config, and `mode` offline unless WANDB_MODE is set or an API key is
   configured (`wandb login`), so nothing ever blocks on a network that is not there.
+
+At the end of a run (`RunContext.close`), `log_scorecard_hparams` writes the run's
+hyperparameters with its claim values as metrics to `<run_dir>/tensorboard/scorecard/`, so
+TensorBoard's HPARAMS tab over a sweep dir lists one row per job with its claims;
+the hyperparameters are `sweep_hparams`: the seed and every key the job's command line set
+(a sweep's varied keys among them).
 """
 
 from __future__ import annotations
@@ -84,6 +90,53 @@ def log_image(loggers: list[Logger], key: str, path: Path, step: int = 0) -> Non
         elif isinstance(lg, TensorBoardLogger):
             img = mpimg.imread(str(path))[..., :3]
             lg.experiment.add_image(key, img, global_step=step, dataformats="HWC")
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of a multi-process (DDP) job, or a single process."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def sweep_hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The seed and each command-line override of this job (Hydra's `overrides.task`: for a sweep
+    job, the values of the swept keys), with the value the resolved config gave it."""
+    params: dict[str, Any] = {"seed": config.get("seed")}
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except (ValueError, ImportError):  # not started by Hydra (the Python API): the seed only
+        overrides = []
+    for o in overrides:
+        key, _, raw = o.lstrip("+~").partition("=")
+        if key.startswith("hydra.") or key.startswith("hydra/") or not raw:
+            continue
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node if isinstance(node, bool | int | float | str) else raw  # a group choice: its name
+        params[key] = value
+    return params
+
+
+def log_scorecard_hparams(logger_cfg: dict[str, Any], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The HPARAMS tab's row for this run: `hparams` with the claims as metrics (a session of
+    its own in `tensorboard/scorecard/`, the metrics also as scalars, which the tab reads)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    for spec in logger_cfg.values():
+        if not issubclass(get_class(spec["_target_"]), TensorBoardLogger):
+            continue
+        writer = SummaryWriter(str(Path(spec["save_dir"]) / spec.get("name", "") / "scorecard"))
+        exp, ssi, sei = hparams_summary(hparams, metrics)
+        for summary in (exp, ssi, sei):
+            writer.file_writer.add_summary(summary)
+        for k, v in metrics.items():
+            writer.add_scalar(k, v, 0)
+        writer.close()
 
 
 def quiet_frameworks() -> None:

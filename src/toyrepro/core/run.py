@@ -123,7 +123,10 @@ class RunContext:
         return out
 
     def close(self, scorecard: Scorecard) -> Path:
-        """Write the scorecard (last), print it, put it in the W&B summary, end the loggers."""
+        """Write the scorecard (last), print it, put it in the W&B summary and TensorBoard's
+        HPARAMS tab (the run's swept keys and seed, its claims as metrics), end the loggers."""
+        from toyrepro.core.logging import is_global_zero, log_scorecard_hparams, sweep_hparams
+
         scorecard.config = self.config_dict
         summary = {f"claim/{c.id}": c.value for c in scorecard.claims} | {
             f"claim/{c.id}/passed": c.passed for c in scorecard.claims
@@ -134,6 +137,9 @@ class RunContext:
         log_summary(self._loggers, summary)
         finish_loggers(self._loggers)
         self._loggers = []
+        if is_global_zero():
+            metrics = {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
+            log_scorecard_hparams(self.cfg.logger, sweep_hparams(self.config_dict), metrics)
         self.merge_metrics()
         path = scorecard.write(self.run_dir)
         log.info("scorecard: %s", path)

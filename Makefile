@@ -8,6 +8,7 @@ UV     := $(BIN)/uv pip install --python $(BIN)/python -q
 # the versions CI tested (torch aside: TORCH picks it); `make lock` re-resolves them
 CONSTRAINTS ?= constraints.txt
 export OMP_NUM_THREADS ?= 2
+APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
 .PHONY: setup demo test test-slow test-slurm bench bench-scorecard lint lock docs clean
 
@@ -36,9 +37,9 @@ test-slow: setup
 # Chromium: brings the cluster up (slurm/cluster.sh installs slurm-wlm/munge when missing;
 # chromium likewise), runs the slurm-marked tests, takes the cluster down even when one fails.
 test-slurm: setup
-	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
-	slurm/cluster.sh up
-	eval "$$(slurm/cluster.sh env)" && $(BIN)/python -m pytest -q -m slurm -rP; rc=$$?; slurm/cluster.sh down; exit $$rc
+	command -v chromium >/dev/null || $(APT) chromium >/dev/null || { apt-get update -q >/dev/null && $(APT) chromium >/dev/null; }
+	slurm/cluster.sh up && eval "$$(slurm/cluster.sh env)" && $(BIN)/python -m pytest -q -m slurm -rP; \
+	  rc=$$?; slurm/cluster.sh down; exit $$rc
 
 bench:
 	$(MAKE) setup EXTRAS=dev,real,bench

@@ -129,9 +129,11 @@ def submitit_logs(sweep_dir: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((sweep_dir / ".submitit").rglob("*_log.*"))}
 
 
-def test_ddp_job_with_two_tasks_keeps_ranks_identical(tmp_path, cache_dir):
+def test_ddp_job_with_two_tasks_keeps_ranks_identical(sweep, tmp_path, cache_dir):
     """trainer=ddp under Slurm: 2 tasks on the node, ranks from SLURM_* (Lightning's
-    SLURMEnvironment), gloo on CPU; every rank logs its parameter digest (core.train.RankAgreement)."""
+    SLURMEnvironment), gloo on CPU; every rank logs its parameter digest (core.train.RankAgreement).
+    The ranks split each batch (core.train.StepShardSampler), so the model is the one a single
+    process trains: the scorecard matches the sweep's seed-0, lr=1e-3 job."""
     sweep_dir = tmp_path / "sweep"
     run_cli(["-m", "experiment=gpt", "scale=smoke", "trainer=ddp", "logger=csv", *ON_LOCAL_CLUSTER,
              "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache_dir, timeout=900)
@@ -143,7 +145,9 @@ def test_ddp_job_with_two_tasks_keeps_ranks_identical(tmp_path, cache_dir):
     assert ranks["0"] == ranks["1"], "the two DDP ranks ended with different parameters"
     before = re.search(r"rank 0/2 parameters sha256 before (\w+)", logs).group(1)
     assert before != ranks["0"], "training changed the parameters"
-    assert scorecard(run_dir)["claims"]
+    (single,) = [r for r in run_dirs(sweep) if setting(r) == (0, 1e-3)]
+    ddp, one = claim_values(scorecard(run_dir)), claim_values(scorecard(single))
+    assert ddp == pytest.approx(one, rel=1e-5), "2 ranks x half batches = the single-process model"
 
 
 # gpt smoke, long enough to be preempted in the middle of training

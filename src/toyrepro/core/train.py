@@ -319,8 +319,53 @@ def resume_checkpoint(ckpt_dir: Path, resume: bool) -> str | None:
     return str(last)
 
 
+class StepShardSampler(torch.utils.data.DistributedSampler):
+    """`core.data.StepOffsetSampler` split between DDP ranks: at step s, rank r of w reads rows
+    [s*B + r*B/w, s*B + (r+1)*B/w) of the global batch B. The ranks together read exactly the
+    batches of a single-process run (and DDP averages their gradients), so `trainer=ddp`
+    trains the same model on the same data, and a resumed stage starts at `global_step`.
+    A DistributedSampler, so Lightning leaves it in place; the rank is read when iterating
+    (after the process group is up)."""
+
+    def __init__(self, length: int, global_batch: int, world: int, offset):
+        self.length, self.global_batch, self.world, self.offset = length, global_batch, world, offset
+        self.local = global_batch // world
+        self.epoch, self.shuffle, self.drop_last = 0, False, False
+
+    def __iter__(self):
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        steps = self.length // self.global_batch
+        for s in range(min(self.offset(), steps), steps):
+            base = s * self.global_batch + rank * self.local
+            yield from range(base, base + self.local)
+
+    def __len__(self) -> int:
+        return (self.length // self.global_batch) * self.local
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def shard_for_ddp(loader, world: int):
+    """A step-offset loader (the suite's LM recipe) split between `world` ranks; others as they are
+    (Lightning gives them a DistributedSampler)."""
+    from toyrepro.core.data import StepOffsetSampler
+
+    sampler = getattr(loader, "sampler", None)
+    if world <= 1 or not isinstance(sampler, StepOffsetSampler):
+        return loader
+    if sampler.batch_size % world:
+        raise ValueError(f"optim.batch_size={sampler.batch_size} must be a multiple of the {world} DDP processes")
+    return torch.utils.data.DataLoader(
+        loader.dataset, batch_size=sampler.batch_size // world, num_workers=loader.num_workers,
+        sampler=StepShardSampler(sampler.length, sampler.batch_size, world, sampler.offset))
+
+
 def fit_stage(module: L.LightningModule, train_loader, val_loader, t: TrainerConfig, ckpt_dir: Path,
               loggers: list, stage: str, resume: bool, max_steps: int | None = None) -> L.Trainer:
     trainer = build_trainer(t, ckpt_dir, loggers, stage, max_steps)
+    train_loader = shard_for_ddp(train_loader, trainer.world_size)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_checkpoint(ckpt_dir, resume))
     return trainer

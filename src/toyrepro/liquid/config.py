@@ -105,6 +105,7 @@ class LiquidConfig:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)  # task B
     models: ModelsConfig = field(default_factory=ModelsConfig)  # model sizes
     eval_batch_size: int = 512  # sequences per forward pass when scoring
+    score_speed: bool = True  # record the CfC-vs-LTC time claim (off at smoke: timings differ between identical runs)
 
     def validate(self, p: str = "liquid") -> None:
         self.digits.validate(f"{p}.digits")

@@ -221,3 +221,30 @@ def test_preempted_job_is_requeued_and_resumes_in_its_run_dir(tmp_path, cache_di
     run_cli(LONG, ref, cache_dir)
     (ref_dir,) = run_dirs(ref)
     assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
+
+
+# rlhf smoke with an SFT stage long enough that the second job arrives while the first builds it
+SHARED_SFT = ["experiment=rlhf", "scale=smoke", "seed=4", "logger=csv", "trainer.max_steps=200",
+              "trainer.val_check_interval=200", "trainer.checkpoint_every_n_steps=200", "rlhf.dpo.beta=0.1,1.0"]
+
+
+def test_job_waits_for_the_cached_stage_another_job_is_building(tmp_path, cache_dir):
+    """Two array tasks need the same SFT model (core.stage.cached_stage): one builds it, the
+    other blocks on its lock while it does, then reads the finished artefact."""
+    cache = tmp_path / "cache"  # its own: the SFT stage must be built here, not found
+    sweep_dir = tmp_path / "sweep"
+    run_cli(["-m", *SHARED_SFT, *ON_LOCAL_CLUSTER, f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache, timeout=900)
+    wait_until_idle()
+    runs = run_dirs(sweep_dir)
+    assert len(runs) == 2 and all((r / "scorecard.json").exists() for r in runs)
+    (artefact,) = [p for p in (cache / "stages").glob("rlhf_sft-*") if p.is_dir()]  # not its .lock
+    built_at = datetime.fromtimestamp((artefact / "params.json").stat().st_mtime)
+    logs = {r: (r / "console.log").read_text() for r in runs}
+    (builder,) = [r for r, log in logs.items() if f"stage rlhf_sft: building {artefact}" in log]
+    (waiter,) = [r for r, log in logs.items() if f"stage rlhf_sft: reusing cached artefact {artefact}" in log]
+    started = log_time(logs[waiter], "run dir:")
+    reused = log_time(logs[waiter], "stage rlhf_sft: reusing cached artefact")
+    assert started < built_at <= reused, (
+        f"the second job started at {started}, the SFT model was finished at {built_at}, read at {reused}: "
+        "it must have been waiting while the other job built it")
+    assert builder != waiter and not list((cache / "stages").glob(".*.tmp")), "no half-written artefact left"

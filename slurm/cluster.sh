@@ -60,13 +60,15 @@ install_packages() {
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get: install Slurm and munge with your package manager"
   say "installing ${missing[*]} (apt-get)"
   local t0=$SECONDS
-  # the packages' own init scripts must not start system-wide daemons: policy-rc.d forbids it
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$DIR/log/apt.log" 2>&1 \
-    || { rm -f /usr/sbin/policy-rc.d; apt-get update -q >>"$DIR/log/apt.log" 2>&1 \
-         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$DIR/log/apt.log" 2>&1; } \
-    || die "apt-get install ${missing[*]} failed; see $DIR/log/apt.log"
-  rm -f /usr/sbin/policy-rc.d
+  # the packages' own init scripts must not start system-wide daemons: a policy-rc.d forbids
+  # it (Docker images often have one already; it is then left as it is)
+  local policy=/usr/sbin/policy-rc.d made_policy=""
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}")
+  "${apt[@]}" >"$DIR/log/apt.log" 2>&1 \
+    || { apt-get update -q >>"$DIR/log/apt.log" 2>&1 && "${apt[@]}" >>"$DIR/log/apt.log" 2>&1; } \
+    || { [[ -n $made_policy ]] && rm -f "$policy"; die "apt-get install ${missing[*]} failed; see $DIR/log/apt.log"; }
+  [[ -n $made_policy ]] && rm -f "$policy"
   say "installed in $((SECONDS - t0)) s"
 }
 

@@ -224,8 +224,8 @@ def test_preempted_job_is_requeued_and_resumes_in_its_run_dir(tmp_path, cache_di
 
 
 # rlhf smoke with an SFT stage long enough that the second job arrives while the first builds it
-SHARED_SFT = ["experiment=rlhf", "scale=smoke", "seed=4", "logger=csv", "trainer.max_steps=200",
-              "trainer.val_check_interval=200", "trainer.checkpoint_every_n_steps=200", "rlhf.dpo.beta=0.1,1.0"]
+SHARED_SFT = ["experiment=rlhf", "scale=smoke", "seed=4", "logger=csv", "trainer.max_steps=500",
+              "trainer.val_check_interval=500", "trainer.checkpoint_every_n_steps=500", "rlhf.dpo.beta=0.1,1.0"]
 
 
 def test_job_waits_for_the_cached_stage_another_job_is_building(tmp_path, cache_dir):

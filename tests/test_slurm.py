@@ -23,7 +23,6 @@ from conftest import REPO, claim_values, cli_env, run_cli, run_dirs, scorecard
 pytestmark = pytest.mark.slurm
 
 SLURM_DIR = Path(os.environ.get("TOYREPRO_SLURM_DIR", "/tmp/toyrepro-slurm"))
-os.environ.setdefault("SLURM_CONF", str(SLURM_DIR / "conf" / "slurm.conf"))
 
 # the launcher config of a GPU cluster, fitted to this CPU node by override (slurm/README.md)
 ON_LOCAL_CLUSTER = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launcher.gpus_per_node=0",
@@ -41,6 +40,7 @@ def slurm(*args: str) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def cluster():
     """The cluster `make test-slurm` brought up; a missing one is an error, not a skip."""
+    os.environ.setdefault("SLURM_CONF", str(SLURM_DIR / "conf" / "slurm.conf"))  # what `cluster.sh env` says
     proc = subprocess.run(["bash", str(REPO / "slurm" / "cluster.sh"), "status"], capture_output=True, text=True)
     assert proc.returncode == 0 and " idle " in proc.stdout, (
         f"no local Slurm cluster: run `slurm/cluster.sh up` (or `make test-slurm`)\n{proc.stdout}{proc.stderr}")

@@ -5,7 +5,7 @@ from toyrepro.core.experiment import Experiment
 
 EXPERIMENT = Experiment(
     name="compression",
-    summary="GPT + arithmetic coding compresses held-out code below gzip -9 per 2 KB chunk",
+    summary="GPT + arithmetic coding: lossless, beats gzip -9 on 2 KB chunks of code",
     paper="Language Modeling Is Compression (Deletang et al. 2023, arXiv 2309.10668); Shannon 1948",
     run="toyrepro.compression.experiment:run",
     claims="toyrepro.compression.experiment:claims",

@@ -42,7 +42,7 @@ import lightning as L
 import torch
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.rlhf.batches import loader
 from toyrepro.rlhf.dpo import DPOModule, sequence_logprobs
 from toyrepro.rlhf.reward_model import RewardModel, RewardModule

@@ -1,4 +1,4 @@
-"""2. Training-step throughput: our `core/gpt.py` vs `transformers.GPT2LMHeadModel`.
+"""2. Training-step throughput: our `core/transformer.py` vs `transformers.GPT2LMHeadModel`.
 
 Same config and weights (`GPT.to_hf()`), same batch, AdamW step included. Tokens/s ratio
 (ours / HF). Target >= 1.2 on CPU (>= 1.5 on GPU with bf16 + torch.compile).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 
 from harness import compare, record
 

@@ -12,8 +12,8 @@ import torch
 
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.data import RandomWindows
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.train import LMModule, adamw
+from toyrepro.core.transformer import GPT, GPTConfig
 
 from harness import compare, record
 

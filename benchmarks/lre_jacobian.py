@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.lre.jacobian import SuffixRunner, eager_attention, jacobian_loop, layer_jacobians
 from toyrepro.lre.smollm2 import load_smollm2
 

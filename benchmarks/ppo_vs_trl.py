@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from dpo_vs_trl import RLHF_MODEL, TINY_MODEL, alternate, quiet, quiet_lightning, tiny_tokenizer
 
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.rlhf.config import LanguageConfig, PPOConfig
 from toyrepro.rlhf.experiment import IterationSampler
 from toyrepro.rlhf.language import make_language

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from toyrepro.core.generate import generate
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 
 from harness import compare, record
 

@@ -26,7 +26,7 @@ import random
 
 import torch
 
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.toolformer.annotate import Candidate
 from toyrepro.toolformer.calculator import evaluate
 from toyrepro.toolformer.corpus import CharTokenizer, random_docs, word_starts

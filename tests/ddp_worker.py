@@ -8,8 +8,8 @@ import torch
 
 from toyrepro.core.config import OptimConfig, TrainerConfig
 from toyrepro.core.data import RandomWindows
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.train import LMModule, build_trainer
+from toyrepro.core.transformer import GPT, GPTConfig
 
 out = Path(sys.argv[1])
 L.seed_everything(0)

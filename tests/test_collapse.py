@@ -14,7 +14,7 @@ from toyrepro.collapse.lm import distinct_ngrams, line_windows
 from toyrepro.collapse.trend import bootstrap_slope, degradation, mean_curve, slope
 from toyrepro.collapse.zipf import ZipfSetting, zipf
 from toyrepro.core.checks import ConfigError
-from toyrepro.core.gpt import GPTConfig
+from toyrepro.core.transformer import GPTConfig
 
 
 class Tagged:

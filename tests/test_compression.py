@@ -17,8 +17,8 @@ from toyrepro.compression.config import CompressionConfig
 from toyrepro.compression.experiment import load_or_train
 from toyrepro.core import config as schema
 from toyrepro.core.checks import ConfigError
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.gpt.experiment import model_params
 
 from conftest import REPO

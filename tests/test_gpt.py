@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from toyrepro.core.generate import generate, sample_next
-from toyrepro.core.gpt import GPT, GPTConfig
+from toyrepro.core.transformer import GPT, GPTConfig
 
 CFG = GPTConfig(vocab_size=97, block_size=32, n_layer=3, n_head=4, n_embd=32)
 

@@ -11,8 +11,8 @@ from toyrepro import cli  # noqa: F401  (registers the schema)
 from toyrepro.core import config as schema
 from toyrepro.core.checks import ConfigError
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPTConfig
 from toyrepro.core.train import adamw
+from toyrepro.core.transformer import GPTConfig
 from toyrepro.icl.baselines import (
     averaging_weights,
     gd_step_size,

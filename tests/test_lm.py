@@ -7,13 +7,13 @@ import sys
 import pytest
 import torch
 
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import (
     GPTLM,
     ByteTokenizer,
     HFCausalLM,
     Patch,
 )
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.lre.smollm2 import MissingExtraError, load_smollm2
 
 

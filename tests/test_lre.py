@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from toyrepro.core.checks import ConfigError
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.lm import GPTLM, ByteTokenizer, HFCausalLM
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.lre import affine
 from toyrepro.lre.config import LREConfig
 from toyrepro.lre.evaluate import read_states

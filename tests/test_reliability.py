@@ -10,8 +10,8 @@ import torch
 
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.disk import DiskFullError
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.train import AtomicCheckpointIO, LMModule, NonFiniteLossError
+from toyrepro.core.transformer import GPT, GPTConfig
 
 from conftest import cli_env, run_cli, run_dirs, scorecard
 

@@ -11,8 +11,8 @@ import torch
 
 from toyrepro.core.checks import ConfigError
 from toyrepro.core.config import TrainerConfig
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.train import NonFiniteLossError, build_trainer
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.rlhf.best_of_n import (
     analytic_kl,
     best_of_n_curve,

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from toyrepro.core.checks import ConfigError
-from toyrepro.core.gpt import GPTOutput
+from toyrepro.core.transformer import GPTOutput
 from toyrepro.toolformer.annotate import Candidate, annotate, select_positions
 from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
 from toyrepro.toolformer.config import ToolformerConfig
@@ -221,7 +221,7 @@ def test_the_three_losses_sum_over_the_same_tokens_near_the_end_of_a_text():
     characters (a uniform model gives each character log V, so they must be equal)."""
     import math
 
-    from toyrepro.core.gpt import GPT, GPTConfig
+    from toyrepro.core.transformer import GPT, GPTConfig
     from toyrepro.toolformer.annotate import Candidate
     from toyrepro.toolformer.corpus import CharTokenizer, make_doc
     from toyrepro.toolformer.filtering import score_candidates

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from toyrepro.collapse.chain import chain_seed
 from toyrepro.core.generate import generate
-from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
+from toyrepro.core.transformer import GPT
 
 BOS = 10  # "\n"
 

@@ -37,7 +37,7 @@ import constriction
 import numpy as np
 import torch
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 
 BOS = 10  # "\n": the context of a chunk's first byte
 

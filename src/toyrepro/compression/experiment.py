@@ -33,10 +33,10 @@ import torch
 
 from toyrepro.compression import baselines
 from toyrepro.compression.coder import decode, encode
-from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
 from toyrepro.core.scorecard import Claim
 from toyrepro.core.stage import stage_path
+from toyrepro.core.transformer import GPT
 from toyrepro.gpt.corpus import load_corpus
 from toyrepro.gpt.experiment import model_params, train_model
 

@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from toyrepro.core.checks import ConfigError, check
-from toyrepro.core.gpt import GPTConfig
+from toyrepro.core.transformer import GPTConfig
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Config:
     run_dir: str = "${hydra:runtime.output_dir}"
     cache_dir: str = "${oc.env:TOYREPRO_CACHE,.cache/toyrepro}"  # stage/dataset cache
     scale: ScaleConfig = field(default_factory=ScaleConfig)
-    model: GPTConfig = field(default_factory=GPTConfig)  # the one model-config type (core/gpt.py)
+    model: GPTConfig = field(default_factory=GPTConfig)  # the one model-config type (core/transformer.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] = field(default_factory=dict)  # name -> Lightning logger (_target_)

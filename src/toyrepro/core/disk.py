@@ -20,7 +20,7 @@ class DiskFullError(RuntimeError):
 
 
 def gpt_params(vocab: int, block: int, n_layer: int, n_embd: int) -> int:
-    """Parameter count of core.gpt.GPT (tied embeddings, biases)."""
+    """Parameter count of core.transformer.GPT (tied embeddings, biases)."""
     per_layer = 12 * n_embd * n_embd + 13 * n_embd
     return vocab * n_embd + block * n_embd + n_layer * per_layer + 2 * n_embd
 

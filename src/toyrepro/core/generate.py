@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 
 
 def sample_next(

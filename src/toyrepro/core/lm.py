@@ -4,7 +4,7 @@ The lre experiments (Linear Relational Embeddings, Hernandez et al. 2023) and th
 toolformer experiments read and rewrite the residual stream, take Jacobians through the
 upper layers, and sample; `LM` gives them the same calls whatever the model is.
 
-Hidden-state convention (same as `core/gpt.py`): `hidden_states` has `n_layers + 1`
+Hidden-state convention (same as `core/transformer.py`): `hidden_states` has `n_layers + 1`
 entries of shape (B, T, D). Index 0 is the residual stream entering block 0 (the
 embedding output, position embeddings included), index i is the residual stream after
 block i. *Every* entry, the last included, is taken before the final norm, so
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from toyrepro.core.generate import generate as _gpt_generate
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 
 
 @dataclass
@@ -129,7 +129,7 @@ class LM(abc.ABC):
 
 
 class GPTLM(LM):
-    """Our `GPT` (core/gpt.py) behind the `LM` interface."""
+    """Our `GPT` (core/transformer.py) behind the `LM` interface."""
 
     def __init__(self, model: GPT, tokenizer: object | None = None):
         self.model = model.eval()

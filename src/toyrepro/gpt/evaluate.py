@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 
 
 @torch.no_grad()

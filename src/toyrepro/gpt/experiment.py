@@ -19,10 +19,10 @@ import torch
 
 from toyrepro.core.data import RandomWindows
 from toyrepro.core.generate import generate
-from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
 from toyrepro.core.scorecard import Claim
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.transformer import GPT
 from toyrepro.gpt.corpus import load_corpus
 from toyrepro.gpt.evaluate import (
     gzip_bits_per_char,

@@ -2,7 +2,7 @@
 
 Garg et al. 2022 §2 train a GPT-2 (12 layers, 8 heads, 256 wide) whose token embedding is
 replaced by a learned linear map R^d -> R^n_embd and whose unembedding is replaced by a
-linear map R^n_embd -> R, read at the x tokens. We do the same with `core/gpt.py`:
+linear map R^n_embd -> R, read at the x tokens. We do the same with `core/transformer.py`:
 
 - `GPT(cfg)` is built as usual and its blocks, learned position table (`wpe`), final
   LayerNorm (`ln_f`) and GPT-2 initialisation are used unchanged;
@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.train import adamw, check_finite
+from toyrepro.core.transformer import GPT, GPTConfig
 
 
 class ICLTransformer(nn.Module):
@@ -37,7 +37,7 @@ class ICLTransformer(nn.Module):
         self.gpt = GPT(cfg)  # blocks, position table, final LayerNorm, GPT-2 init
         self.read_in = nn.Linear(dims + 2, cfg.n_embd)  # token = (x, y, is_example): tasks.py
         self.read_out = nn.Linear(cfg.n_embd, 1)
-        for m in (self.read_in, self.read_out):  # GPT-2's init for Linear layers (core/gpt.py)
+        for m in (self.read_in, self.read_out):  # GPT-2's init for Linear layers (core/transformer.py)
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
             nn.init.zeros_(m.bias)
 

@@ -55,9 +55,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toyrepro.core.checks import UserError
-from toyrepro.core.gpt import GPT, CausalSelfAttention, GPTConfig
 from toyrepro.core.lm import GPTLM
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.transformer import GPT, CausalSelfAttention, GPTConfig
 from toyrepro.lre.relations import Relation
 
 log = logging.getLogger("toyrepro")
@@ -202,7 +202,7 @@ class LocalSelfAttention(CausalSelfAttention):
 
 
 def toy_gpt(mcfg: GPTConfig, attn_only_last_block: bool = False, local_window: int = 0) -> GPT:
-    """The core GPT (core/gpt.py, unchanged), with two optional changes (deviations from GPT-2):
+    """The core GPT (core/transformer.py, unchanged), with two optional changes (deviations from GPT-2):
 
     * `attn_only_last_block`: the last block's MLP (and the LayerNorm that only feeds it) removed, so
       whatever the last position decodes it must read, linearly, by attention from states computed

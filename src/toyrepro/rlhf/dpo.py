@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPT
 from toyrepro.core.train import adamw, check_finite, logs_this_step
+from toyrepro.core.transformer import GPT
 from toyrepro.rlhf.policy import completion_logprobs
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 from toyrepro.rlhf.language import Language
 from toyrepro.rlhf.policy import completion_logprobs, sample_completions
 from toyrepro.rlhf.ppo import kl_estimators

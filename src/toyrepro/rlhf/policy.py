@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toyrepro.core.generate import generate
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 
 
 @torch.no_grad()

@@ -20,8 +20,8 @@ import lightning as L
 import torch
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPT
 from toyrepro.core.train import adamw, check_finite
+from toyrepro.core.transformer import GPT
 from toyrepro.rlhf.config import PPOConfig
 from toyrepro.rlhf.kl_controller import make_controller
 from toyrepro.rlhf.policy import PolicyValue, completion_logprobs, sample_completions

@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.gpt import GPT
 from toyrepro.core.train import adamw, check_finite, logs_this_step
+from toyrepro.core.transformer import GPT
 
 
 def bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:

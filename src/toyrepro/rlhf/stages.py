@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from toyrepro.core.gpt import GPT
 from toyrepro.core.run import RunContext
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.transformer import GPT
 from toyrepro.rlhf.batches import Resampled, Rows, loader
 from toyrepro.rlhf.language import Language
 from toyrepro.rlhf.policy import sample_completions

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from toyrepro.core.generate import sample_next
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 from toyrepro.toolformer.calculator import CALL_START, evaluate, parse_call
 from toyrepro.toolformer.corpus import CharTokenizer, Doc, word_starts
 

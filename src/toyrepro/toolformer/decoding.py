@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 from toyrepro.toolformer.calculator import CALL_END, evaluate, parse_call
 from toyrepro.toolformer.corpus import CharTokenizer
 

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 from toyrepro.toolformer.corpus import OPS, CharTokenizer, Question
 from toyrepro.toolformer.decoding import Decoded
 from toyrepro.toolformer.filtering import text_token_losses

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from toyrepro.core.gpt import GPT
+from toyrepro.core.transformer import GPT
 from toyrepro.toolformer.annotate import Candidate, pad_batch
 from toyrepro.toolformer.calculator import format_call
 from toyrepro.toolformer.corpus import CharTokenizer, Doc

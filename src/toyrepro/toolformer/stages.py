@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from toyrepro.core.data import RandomWindows
-from toyrepro.core.gpt import GPT, GPTConfig
 from toyrepro.core.run import RunContext
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.toolformer.annotate import Candidate, annotate
 from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
 from toyrepro.toolformer.corpus import (

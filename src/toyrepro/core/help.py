@@ -47,8 +47,8 @@ def suite_help(config_dir: Path) -> str:
     lines += [
         "",
         "common overrides:",
-        "  scale=smoke|quick|full   seconds (what the tests run) | minutes on 2 CPU cores,",
-        "      every claim not marked full-only must pass (the default) | one GPU",
+        "  scale=smoke|quick|full   seconds (what the tests run) | minutes on 2 CPU",
+        "      cores, every claim not marked full-only must pass (default) | one GPU",
         f"  trainer={_choices(config_dir, 'trainer')}   logger={_choices(config_dir, 'logger')}",
         "  seed=N   threads=N (torch CPU threads; 0 = one per core)   resume=true",
         f"  -m ... hydra/launcher={_choices(config_dir, 'hydra/launcher')}   sweep={_choices(config_dir, 'sweep')}",

@@ -40,7 +40,6 @@ def run(name: str, scale: str | None = None, seed: int | None = None, overrides:
     from omegaconf import OmegaConf, open_dict
 
     from toyrepro import cli
-    from toyrepro.core import experiment as registry
 
     ov = cli._with_search_path(_overrides(name, scale, seed, list(overrides), kwargs))
     with initialize_config_dir(cli.CONFIG_DIR, version_base="1.3"):
@@ -50,8 +49,7 @@ def run(name: str, scale: str | None = None, seed: int | None = None, overrides:
     with open_dict(dcfg):
         dcfg.run_dir = str(path)
         del dcfg["hydra"]
-    cfg = cli.checked_config(dcfg)  # ConfigError before any work
-    registry.get(cfg.name)
+    cfg = cli.checked_config(dcfg)  # ConfigError (also for an unknown experiment) before any work
     (path / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(dcfg, path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(ov), path / ".hydra" / "overrides.yaml")

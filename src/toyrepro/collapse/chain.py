@@ -15,7 +15,10 @@ fresh random `real_fraction` of the original real data D_0, the rest is syntheti
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Setting(Protocol):
@@ -38,6 +41,30 @@ def run_chain(setting: Setting, model0: Any, n: int, generations: int, real_frac
         model = setting.fit(data, g, chain)
         stats.append(setting.measure(model, g, chain))
     return stats
+
+
+class ArraySetting:
+    """Shared by the settings whose data are (chains, N) numpy arrays with the real data in
+    `self.data0`: a fresh random subset of each chain's real items per generation, and
+    synthetic + real joined along the sample axis."""
+
+    seed: int
+    chains: int
+    n: int
+    data0: np.ndarray
+
+    def real(self, n: int, generation: int, chain: str):
+        """n of each chain's N real samples, without replacement, a fresh subset each generation."""
+        import numpy as np
+
+        rng = np.random.default_rng(chain_seed(self.seed, generation, chain + "/real"))
+        idx = np.argsort(rng.random((self.chains, self.n)), axis=1)[:, :n]
+        return np.take_along_axis(self.data0, idx, axis=1)
+
+    def join(self, synthetic, real):
+        import numpy as np
+
+        return np.concatenate([synthetic, real], axis=1)
 
 
 def chain_seed(seed: int, generation: int, chain: str) -> list[int]:

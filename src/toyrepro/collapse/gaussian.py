@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from toyrepro.collapse.chain import chain_seed
+from toyrepro.collapse.chain import ArraySetting, chain_seed
 
 
-class GaussianSetting:
+class GaussianSetting(ArraySetting):
     def __init__(self, samples: int, chains: int, seed: int):
         self.n, self.chains, self.seed = samples, chains, seed
         self.data0 = np.random.default_rng(chain_seed(seed, 0, "real")).normal(size=(chains, samples))
@@ -27,15 +27,6 @@ class GaussianSetting:
         mu, sigma = model
         rng = np.random.default_rng(chain_seed(self.seed, generation, chain))
         return mu[:, None] + sigma[:, None] * rng.normal(size=(self.chains, n))
-
-    def real(self, n: int, generation: int, chain: str) -> np.ndarray:
-        """n of each chain's N real samples, without replacement, a fresh subset each generation."""
-        rng = np.random.default_rng(chain_seed(self.seed, generation, chain + "/real"))
-        idx = np.argsort(rng.random((self.chains, self.n)), axis=1)[:, :n]
-        return np.take_along_axis(self.data0, idx, axis=1)
-
-    def join(self, synthetic: np.ndarray, real: np.ndarray) -> np.ndarray:
-        return np.concatenate([synthetic, real], axis=1)
 
     def measure(self, model, generation: int, chain: str) -> dict[str, np.ndarray]:
         return {"sigma": model[1]}

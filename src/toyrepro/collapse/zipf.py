@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toyrepro.collapse.chain import chain_seed
+from toyrepro.collapse.chain import ArraySetting, chain_seed
 
 
 def zipf(vocab: int, exponent: float) -> np.ndarray:
@@ -28,7 +28,7 @@ def draw(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([np.searchsorted(c, row, side="right") for c, row in zip(cdf, u)]).clip(0, probs.shape[1] - 1)
 
 
-class ZipfSetting:
+class ZipfSetting(ArraySetting):
     def __init__(self, vocab: int, exponent: float, samples: int, chains: int, tail_rank: int, seed: int):
         self.vocab, self.n, self.chains, self.tail_rank, self.seed = vocab, samples, chains, tail_rank, seed
         self.truth = zipf(vocab, exponent)
@@ -41,14 +41,6 @@ class ZipfSetting:
 
     def sample(self, model: np.ndarray, n: int, generation: int, chain: str) -> np.ndarray:
         return draw(model, n, np.random.default_rng(chain_seed(self.seed, generation, chain)))
-
-    def real(self, n: int, generation: int, chain: str) -> np.ndarray:
-        rng = np.random.default_rng(chain_seed(self.seed, generation, chain + "/real"))
-        idx = np.argsort(rng.random((self.chains, self.n)), axis=1)[:, :n]
-        return np.take_along_axis(self.data0, idx, axis=1)
-
-    def join(self, synthetic: np.ndarray, real: np.ndarray) -> np.ndarray:
-        return np.concatenate([synthetic, real], axis=1)
 
     def measure(self, model: np.ndarray, generation: int, chain: str) -> dict[str, np.ndarray]:
         return {"support": (model > 0).sum(axis=1).astype(np.float64),

@@ -38,7 +38,7 @@ test-slow: setup
 # chromium likewise), runs the slurm-marked tests, takes the cluster down even when one fails.
 test-slurm: setup
 	command -v chromium >/dev/null || $(APT) chromium >/dev/null || { apt-get update -q >/dev/null && $(APT) chromium >/dev/null; }
-	slurm/cluster.sh up && eval "$$(slurm/cluster.sh env)" && { $(BIN)/python -m pytest -q -m slurm -rP || $(BIN)/python -m pytest -q -m slurm -rP --lf; }; \
+	slurm/cluster.sh up && eval "$$(slurm/cluster.sh env)" && $(BIN)/python -m pytest -q -m slurm -rP; \
 	  rc=$$?; slurm/cluster.sh down; exit $$rc
 
 bench:

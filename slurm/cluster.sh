@@ -99,6 +99,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 SchedulerType=sched/backfill
+# a one-node cluster for trying sweeps: try pending jobs every second (Slurm's defaults,
+# 60 s and 30 s, leave a freed CPU idle for up to a minute before the next array task starts)
+SchedulerParameters=sched_interval=1,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2

@@ -38,7 +38,9 @@ def test_failed_stage_build_leaves_nothing_and_success_is_cached(tmp_path):
 
     with pytest.raises(RuntimeError):
         cached_stage(tmp_path, "sft", {"a": 1}, bad)
-    assert not any((tmp_path / "stages").glob("sft-*[!k]")), "no half-built artefact"
+    left = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert len(left) == 1 and left[0].startswith("sft-") and left[0].endswith(".lock"), (
+        f"only the lock may remain, no half-built artefact (its temp dir is .sft-*.tmp): {left}")
     built = []
     p1 = cached_stage(tmp_path, "sft", {"a": 1}, lambda d: (built.append(1), (d / "m.pt").write_text("ok")))
     p2 = cached_stage(tmp_path, "sft", {"a": 1}, lambda d: built.append(1))

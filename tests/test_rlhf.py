@@ -30,8 +30,16 @@ from toyrepro.rlhf.ppo import PPOModule, gae, kl_estimators, per_token_rewards, 
 from toyrepro.rlhf.preferences import PreferenceDataError, make_pairs
 from toyrepro.rlhf.reward_model import RewardModel, bt_loss
 
-torch.set_num_threads(1)
 V, P, LEN = 8, 2, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tiny models run faster on one thread; the setting is restored for other modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_gpt(seed: int = 0) -> GPT:

@@ -93,7 +93,7 @@ def test_sweep_is_four_array_tasks_with_their_own_run_dirs(sweep):
         out = (logs / f"{array_id}_{task}_0_log.out").read_text() + (logs / f"{array_id}_{task}_0_log.err").read_text()
         assert "scorecard:" in out and f"_slurm{array_id}_{task}" in out
     # and Slurm's accounting (sacct, what submitit polls) saw every task complete
-    states = slurm("sacct", "-j", array_id, "-X", "-n", "-P", "-o", "JobID,State").split()
+    states = accounted(array_id, [], until=lambda rows: len(rows) == 4 and not any(finishing(r) for r in rows))
     assert sorted(states) == [f"{array_id}_{t}|COMPLETED" for t in range(4)]
 
 
@@ -123,6 +123,22 @@ def wait_until_gone(job: str, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while job_state(job) and time.time() < deadline:
         time.sleep(0.5)
+
+
+def accounted(job: str, flags: list[str], until, timeout: float = 60) -> list[str]:
+    """`sacct`'s JobID|State rows for `job`, polled until `until(rows)` holds: slurmctld tells
+    slurmdbd of a job's end a moment after squeue stops listing it."""
+    deadline = time.time() + timeout
+    while True:
+        rows = slurm("sacct", "-j", job, "-X", "-n", "-P", *flags, "-o", "JobID,State").split()
+        if until(rows) or time.time() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def finishing(row: str) -> bool:
+    """A JobID|State row of a job Slurm has not yet recorded as ended."""
+    return row.split("|")[1] in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
 
 
 def submitit_logs(sweep_dir: Path) -> dict[str, str]:
@@ -209,7 +225,7 @@ def test_preempted_job_is_requeued_and_resumes_in_its_run_dir(tmp_path, cache_di
     assert scorecard(run_dir)["config"]["resume"] is False
     # Slurm saw it: the task ran twice (sacct --duplicates keeps the requeued attempt)
     wait_until_gone(job)
-    attempts = slurm("sacct", "-j", job, "-X", "-n", "-P", "-D", "-o", "JobID,State").split()
+    attempts = accounted(job, ["-D"], until=lambda rows: len(rows) == 2 and not any(finishing(r) for r in rows))
     assert attempts == [f"{job}|REQUEUED", f"{job}|COMPLETED"], attempts
     resumed = log_time(console, "resuming stage from")
     print(f"measured: signal -> pending again {(pending - signalled).total_seconds():.1f} s, "
@@ -233,6 +249,7 @@ def test_job_waits_for_the_cached_stage_another_job_is_building(tmp_path, cache_
     other blocks on its lock while it does, then reads the finished artefact."""
     cache = tmp_path / "cache"  # its own: the SFT stage must be built here, not found
     sweep_dir = tmp_path / "sweep"
+    wait_until_idle()  # both CPUs free, so Slurm starts the two tasks together
     run_cli(["-m", *SHARED_SFT, *ON_LOCAL_CLUSTER, f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache, timeout=900)
     wait_until_idle()
     runs = run_dirs(sweep_dir)

@@ -200,7 +200,27 @@ def test_tool_decoding_inserts_the_calculators_result():
     assert not off[0].called and "[" not in off[0].text
 
 
-def test_at_most_one_call_and_answer_extraction():
+class TwoCallLM(RuleLM):
+    """RuleLM that, once its first call's result is written, tries to start a second call."""
+
+    def next_char(self, prefix: str) -> str | None:
+        first = re.search(r"\] (\[.*)?$", prefix)
+        if first and prefix.count("[") >= 1 and "→" in prefix:
+            second = "[Calculator(2 * 3) →\n"
+            typed = first.group(1) or ""
+            return second[len(typed)] if len(typed) < len(second) else None
+        return super().next_char(prefix)
+
+
+def test_at_most_one_call_is_executed_when_the_model_tries_a_second():
+    q = make_question("*", 12, 34)
+    (out,) = decode(TwoCallLM(), TOK, [q.prompt], use_api=True, top_k=10, max_new_tokens=60)
+    assert out.called and out.text.count("[Calculator(") == 2, out.text  # it did try again
+    assert out.text.count(" 999]") == 0 and out.text.count(f"→ {q.answer}]") == 1, out.text
+    assert out.text.endswith("[Calculator(2 * 3) →\n"), "the second call got no result from the tool"
+
+
+def test_answer_extraction():
     assert extract_answer(" [Calculator(1 / 3) → 0.33] 0.33.\n") == "0.33"
     assert extract_answer("-12.\n") == "-12"
     assert extract_answer("no number") is None

@@ -18,8 +18,8 @@ def labels_figure(results: dict[str, dict[int, list[dict]]], budgets: list[int])
         x = "pairs" if arm == "self_reward" else "labels"
         ax.plot([by_b[b][-1][x] for b in budgets], [by_b[b][-1]["gain"] for b in budgets], style, color=color,
                 ms=5, label=LABEL[arm])
-        big = by_b[max(budgets)]
-        if len(big) > 2:
+        big = by_b[max(budgets)][1:]  # its rounds (the SFT start has 0 labels: off a log axis)
+        if len(big) > 1:
             ax.plot([p[x] for p in big], [p["gain"] for p in big], ":", color=color, alpha=0.6, lw=1)
     ax.axhline(0, color="#999", lw=0.8)
     ax.set_xscale("log", base=2)
@@ -45,3 +45,12 @@ def frontier_figure(results: dict[str, dict[int, list[dict]]]) -> plt.Figure:
     ax.set_title("gold vs KL frontier (markers: budgets; dotted: rounds)")
     ax.legend(fontsize=7)
     return fig
+
+
+def load_results(path) -> tuple[dict[str, dict[int, list[dict]]], list[int]]:
+    """A run's results.json back as (results by arm and budget, budgets): to redraw its figures."""
+    import json
+
+    arms = json.loads(open(path).read())["arms"]
+    results = {arm: {int(b): t for b, t in by_b.items()} for arm, by_b in arms.items()}
+    return results, sorted(next(iter(results.values())))

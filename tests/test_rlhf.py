@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from toyrepro.core.checks import ConfigError
-from toyrepro.core.config import TrainerConfig
+from toyrepro.core.config import OptimConfig, TrainerConfig
 from toyrepro.core.train import NonFiniteLossError, build_trainer
 from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.rlhf.best_of_n import (
@@ -22,7 +22,7 @@ from toyrepro.rlhf.best_of_n import (
     order_weights,
 )
 from toyrepro.rlhf.config import LanguageConfig, PPOConfig, RLHFConfig
-from toyrepro.rlhf.dpo import dpo_loss
+from toyrepro.rlhf.dpo import DPOModule, dpo_loss, sequence_logprobs
 from toyrepro.rlhf.kl_controller import AdaptiveKLController, FixedKLController
 from toyrepro.rlhf.language import make_language
 from toyrepro.rlhf.policy import PolicyValue, completion_logprobs, sample_completions
@@ -175,6 +175,26 @@ def test_dpo_loss_falls_and_chosen_log_ratio_rises_over_rejected():
     assert losses[-1] < losses[0] - 0.1
     assert margins[0] == pytest.approx(0, abs=1e-5) and margins[-1] > 1.0
     assert float(stats["reward_accuracy"]) > 0.9
+
+
+def test_dpo_first_loss_is_log_2_under_bf16_autocast():
+    """DPO's reference log-probs are precomputed in float32 outside training; under bf16-mixed
+    autocast the policy side is computed in float32 too (rlhf.policy.in_float32), so with
+    policy == reference the first loss is log 2 pair by pair. (A bf16 policy side is off by up to
+    2e-3 here; averaged over a batch its errors cancel, hence one pair per loss.)"""
+    ref, policy = tiny_gpt(), tiny_gpt()
+    prompts = torch.randint(0, V, (16, P), generator=torch.Generator().manual_seed(3))
+    chosen = torch.randint(0, V, (16, LEN), generator=torch.Generator().manual_seed(4))
+    rejected = torch.randint(0, V, (16, LEN), generator=torch.Generator().manual_seed(5))
+    ref_c, ref_r = sequence_logprobs(ref, prompts, chosen), sequence_logprobs(ref, prompts, rejected)
+    module = DPOModule(policy, beta=1.0, optim=OptimConfig(), max_steps=1)
+    for i in range(16):
+        pair = {"prompt": prompts[i : i + 1], "chosen": chosen[i : i + 1], "rejected": rejected[i : i + 1],
+                "ref_chosen": ref_c[i : i + 1], "ref_rejected": ref_r[i : i + 1]}
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = module._step(pair)
+        assert loss.dtype == torch.float32
+        assert float(loss) == pytest.approx(math.log(2), abs=1e-4), (i, float(loss))
 
 
 def _ppo(reward_fn, iterations: int, tmp_path, **kw) -> tuple[PPOModule, L.Trainer]:

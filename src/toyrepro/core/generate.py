@@ -9,6 +9,10 @@ Sampling modes:
 - exact sampling: temperature 1, no top-k — samples from the model's own distribution,
   which KL estimates in RLHF (Ziegler et al. 2019) require;
 - temperature T: logits / T;  top-k: keep the k most likely tokens;  greedy: temperature 0.
+
+Devices: a generator made on another device than the logits (the experiments' seeded CPU
+generators, with the model on CUDA) is honoured by drawing on the CPU: the random stream, and so
+the samples for equal probabilities, do not depend on where the model runs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ def sample_next(
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
+    if generator is not None and generator.device != probs.device:
+        # the experiments seed one CPU generator per stream; drawing on the CPU keeps that stream
+        # the same whichever device the model is on (torch.multinomial refuses a generator of
+        # another device); the cost is one (B, V) copy per step, small at these vocabularies
+        return torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator)
 
 

@@ -7,7 +7,9 @@ reference (DPO §4, "pi_ref = pi_SFT"). The implicit reward is beta * (log pi - 
 logged: loss, chosen and rejected log-probs, chosen and rejected implicit rewards, their
 accuracy (chosen > rejected) and margin.
 
-The reference's log-probs are computed once, before training (the reference is frozen).
+The reference's log-probs are computed once, before training (the reference is frozen), in
+float32; the policy's are computed in float32 too (autocast off), so under `bf16-mixed` the two
+sides of each difference have the same precision and the first loss is log 2.
 Deviations: AdamW with warmup instead of RMSprop (toy scale, ~300 steps); one epoch of
 resampled pairs rather than a fixed number of epochs.
 """
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.train import adamw, check_finite, logs_this_step
 from toyrepro.core.transformer import GPT
-from toyrepro.rlhf.policy import completion_logprobs
+from toyrepro.rlhf.policy import completion_logprobs, in_float32
 
 
 def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -67,7 +69,8 @@ class DPOModule(L.LightningModule):
     def _step(self, batch):
         p = batch["prompt"]
         n = p.size(0)
-        logp = completion_logprobs(self.policy, p.repeat(2, 1), torch.cat([batch["chosen"], batch["rejected"]])).sum(-1)
+        with in_float32(p.device):  # the reference's log-probs were computed in float32
+            logp = completion_logprobs(self.policy, p.repeat(2, 1), torch.cat([batch["chosen"], batch["rejected"]])).sum(-1)
         return dpo_loss(logp[:n], logp[n:], batch["ref_chosen"], batch["ref_rejected"], self.beta)
 
     def training_step(self, batch, batch_idx):

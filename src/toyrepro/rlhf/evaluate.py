@@ -18,7 +18,7 @@ import torch
 
 from toyrepro.core.transformer import GPT
 from toyrepro.rlhf.language import Language
-from toyrepro.rlhf.policy import completion_logprobs, sample_completions
+from toyrepro.rlhf.policy import completion_logprobs, in_float32, sample_completions
 from toyrepro.rlhf.ppo import kl_estimators
 from toyrepro.rlhf.reward_model import RewardModel
 
@@ -31,8 +31,13 @@ class Evaluator:
         self.ref_gold, self.ref_proxy = base["gold"], base["proxy"]
         self.ref_gold_std = base["gold_std"]
 
-    @torch.no_grad()
     def __call__(self, policy: GPT) -> dict[str, float]:
+        """Gold, proxy and KL to the reference, in float32 even when called from inside a
+        bf16-mixed training step, so every point is comparable with the SFT baseline."""
+        with torch.no_grad(), in_float32(next(policy.parameters()).device):
+            return self._measure(policy)
+
+    def _measure(self, policy: GPT) -> dict[str, float]:
         g = torch.Generator().manual_seed(self.seed * 31 + 4)
         was = policy.training
         policy.eval()

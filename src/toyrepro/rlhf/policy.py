@@ -34,6 +34,13 @@ def sample_completions(model: GPT, prompts: torch.Tensor, length: int, generator
     return torch.cat(outs)
 
 
+def in_float32(device: torch.device):
+    """Autocast off on `device`: log-probs that are compared with ones computed outside training
+    (DPO's precomputed reference, the evaluator's SFT baseline) are computed in float32 on both
+    sides, whatever `trainer.precision` is (under bf16-mixed, DPO's first loss is then log 2)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def completion_logprobs(model: GPT, prompts: torch.Tensor, completions: torch.Tensor,
                         return_hidden: bool = False):
     """log-probs (B, L) of the completion tokens; with `return_hidden`, also the entropy (B, L)

@@ -13,7 +13,7 @@ EXPERIMENT = Experiment(
     claims="toyrepro.expert_loop.experiment:claims",
     section="expert_loop",
     schema=ExpertLoopConfig,
-    trained_stages=1,  # the shared rlhf SFT stage (the arms' DPO rounds write their own last.ckpt)
+    trained_stages=1,  # the shared rlhf SFT stage (the arms' DPO rounds are not Lightning stages: checkpoints/arms/)
     writeup="experiments/expert_loop/README.md",
     quick_minutes=10,
 )

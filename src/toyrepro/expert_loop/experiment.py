@@ -122,9 +122,10 @@ def run(ctx: RunContext) -> None:
 
 
 def run_arm(ctx: RunContext, arm: str, budget: int, lang, sft, static_data, evaluate) -> list[dict]:
-    """One arm at one budget, from a fresh copy of SFT; its last.ckpt lets `resume=true` skip it."""
+    """One arm at one budget, from a fresh copy of SFT. Its policy and trajectory are saved as
+    checkpoints/arms/<arm>_B<B>.pt (not a Lightning stage's last.ckpt), so `resume=true` skips it."""
     cfg, e = ctx.cfg, ctx.cfg.expert_loop
-    path = ctx.stage_dir(f"{arm}_B{budget}") / "last.ckpt"
+    path = ctx.stage_dir("arms") / f"{arm}_B{budget}.pt"
     if cfg.resume and path.exists():
         log.info("%s at B=%d: reusing %s", arm, budget, path)
         return torch.load(path, weights_only=True)["trajectory"]

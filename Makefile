@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/toyrepro experiment=gpt scale=quick
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2  # two workers: the suite is mostly single-threaded process start-up
+	$(BIN)/python -m pytest -q -n 2 --durations=15  # two workers: the suite is mostly single-threaded process start-up
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

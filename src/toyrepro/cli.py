@@ -113,7 +113,7 @@ def run(cfg: schema.Config, config_dict: dict, run_dir: Path):
     log.info("run dir: %s", run_dir)
     n_params = gpt_params(cfg.model.vocab_size, cfg.model.block_size, cfg.model.n_layer, cfg.model.n_embd)
     try:
-        log.info(check_space(run_dir, estimate_run_bytes(n_params, n_stages=exp.trained_stages)))
+        log.info(check_space(run_dir, estimate_run_bytes(n_params, n_stages=exp.stages_trained(cfg))))
         exp.run_fn()(ctx)
     except NonFiniteLossError as e:
         card.failure = str(e)

@@ -12,6 +12,6 @@ EXPERIMENT = Experiment(
     claims="toyrepro.collapse.experiment:claims",
     section="collapse",
     schema=CollapseConfig,
-    trained_stages=11,  # GPT fits: generation 0, then 5 pure and 5 mixed generations (quick)
+    trained_stages=lambda cfg: 1 + 2 * cfg.collapse.lm.generations,  # GPT fits: generation 0, then G pure and G mixed
     writeup="experiments/collapse/README.md",
 )

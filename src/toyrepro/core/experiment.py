@@ -48,10 +48,16 @@ class Experiment:
     claims: str | Callable  # claims(cfg) -> list[Claim], declared before the run starts
     section: str | None = None  # the config section the experiment reads (cfg.<section>)
     schema: type | None = None  # that section's dataclass (types, defaults, `validate`)
-    trained_stages: int = 1  # Lightning fits that checkpoint (for the disk estimate)
+    # Lightning fits that checkpoint (the disk estimate; the smoke test checks it on a cold cache):
+    # a number, or cfg -> number where it depends on the config (e.g. generations, grid points)
+    trained_stages: int | Callable[[Any], int] = 1
     writeup: str = ""  # the write-up, relative to the repository root
     quick_minutes: float = 10.0  # time budget of one scale=quick run on 2 CPU cores (benchmarks/time_to_scorecard.py)
     config_dir: str | None = None  # extra Hydra search path holding experiment/<name>.yaml (plugins)
+
+    def stages_trained(self, cfg: Any) -> int:
+        """How many stages a run with config `cfg` trains when nothing is cached."""
+        return self.trained_stages(cfg) if callable(self.trained_stages) else self.trained_stages
 
     def run_fn(self) -> Callable:
         return _resolve(self.run)

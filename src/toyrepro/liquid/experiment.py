@@ -180,6 +180,7 @@ def score(ctx: RunContext, a: dict, b: dict) -> None:
     if ctx.cfg.liquid.score_speed:  # a timing is not reproducible bit for bit: smoke runs leave it out
         card.record("cfc_speedup_over_ltc", min(speed.values()), note)
     else:
+        card.claim("cfc_speedup_over_ltc").note = f"not scored (liquid.score_speed=false: a timing is not reproducible); {note}"
         log.info("cfc_speedup_over_ltc not scored (liquid.score_speed=false): %s", note)
 
     p_min = min(ctx.cfg.liquid.dynamics.eval_keep)

@@ -23,7 +23,7 @@ class QuantConfig:
     # (gguf.quants), rtn<bits>_<tensor|channel|g32|g128> (GPTQ's RTN baselines, bits 2-8)
     formats: list[str] = field(default_factory=lambda: list(ALL_FORMATS))
     # Formats on which the LRE is re-estimated and faithfulness / causality measured ([] = every format);
-    # the others get perplexity, recall and weight error only (SmolLM2's Jacobians cost ~1 min per format)
+    # the others get perplexity, recall and weight error only (on SmolLM2 an LRE format cost ~1.5-2 min more wall at quick)
     lre_formats: list[str] = field(default_factory=list)
     # Quantise the token (and position) embeddings too; the unembedding is tied to the token embedding in
     # both models, so it follows. Off = GPTQ's setting (only the blocks' linear layers)

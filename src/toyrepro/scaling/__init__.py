@@ -17,7 +17,7 @@ EXPERIMENTS = [
         claims="toyrepro.scaling.experiment:claims",
         section="scaling",
         schema=ScalingConfig,
-        trained_stages=24,  # 5 x 4 grid + 4 repeated-data runs at quick
+        trained_stages=24,  # 5 x 4 grid + 4 repeated-data runs (smoke and quick; full trains 40)
         writeup="experiments/scaling/README.md",
         quick_minutes=15,
     ),

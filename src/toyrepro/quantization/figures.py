@@ -11,6 +11,7 @@ from toyrepro.quantization.measure import FormatResult
 
 SCHEMES = {"gguf": "llama.cpp blocks (gguf)", "tensor": "RTN per tensor", "channel": "RTN per channel",
            "g128": "RTN group 128", "g32": "RTN group 32"}
+COLORS = {"gguf": "C0", "tensor": "C1", "channel": "C2", "g128": "C3", "g32": "C4"}  # one colour per scheme in every panel
 
 
 def scheme(name: str) -> str:
@@ -36,7 +37,7 @@ def curves_figure(results: list[FormatResult]) -> plt.Figure:
         for key, rs in _series(results).items():
             pts = [(r.bits_per_weight, get(r)) for r in rs if not math.isnan(get(r))]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=SCHEMES.get(key, key))
+                ax.plot(*zip(*pts), marker="o", color=COLORS.get(key), label=SCHEMES.get(key, key))
                 if key == "gguf":
                     for (x, y), r in zip(pts, [r for r in rs if not math.isnan(get(r))]):
                         ax.annotate(r.name, (x, y), fontsize=6, textcoords="offset points", xytext=(2, 3))
@@ -47,7 +48,9 @@ def curves_figure(results: list[FormatResult]) -> plt.Figure:
         if log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -55,7 +58,8 @@ def curves_figure(results: list[FormatResult]) -> plt.Figure:
 def error_figure(results: list[FormatResult]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for key, rs in _series(results).items():
-        ax.plot([r.bits_per_weight for r in rs], [r.weight_error for r in rs], marker="o", label=SCHEMES.get(key, key))
+        ax.plot([r.bits_per_weight for r in rs], [r.weight_error for r in rs], marker="o", color=COLORS.get(key),
+                label=SCHEMES.get(key, key))
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight (incl. scales)")
     ax.set_ylabel("relative weight error ||W_q - W|| / ||W||")

@@ -223,9 +223,12 @@ def test_ppo_on_a_reward_for_one_token_raises_its_frequency(tmp_path):
     g = torch.Generator().manual_seed(9)
     test_prompts = torch.randint(0, V, (256, P), generator=g)
     before = float((sample_completions(module.policy.gpt, test_prompts, LEN, g) == 3).float().mean())
+    ref_modes = []  # the frozen reference must score rollouts in eval mode (dropout off)
+    module.ref.register_forward_pre_hook(lambda m, args: ref_modes.append(m.training))
     trainer.fit(module, torch.utils.data.DataLoader(list(range(15)), batch_size=1))
     after = float((sample_completions(module.policy.gpt, test_prompts, LEN, g) == 3).float().mean())
     assert before < 0.25 and after > before + 0.25, (before, after)
+    assert ref_modes and not any(ref_modes), "the reference ran in training mode"
 
 
 def test_nan_in_the_ppo_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -44,7 +44,8 @@ class Evaluator:
         device = next(policy.parameters()).device
         comps = sample_completions(policy, self.prompts, self.lang.completion_len, g)
         p, c = self.prompts.to(device), comps.to(device)
-        k1, k3 = kl_estimators(completion_logprobs(policy, p, c), completion_logprobs(self.ref.to(device), p, c))
+        ref = self.ref.to(device).eval()
+        k1, k3 = kl_estimators(completion_logprobs(policy, p, c), completion_logprobs(ref, p, c))
         gold = self.lang.gold_reward(self.prompts, comps)
         policy.train(was)
         return {"gold": float(gold.mean()), "gold_std": float(gold.std()),

@@ -108,6 +108,7 @@ class PPOModule(L.LightningModule):
         c = self.cfg
         prompts = self.prompt_fn(c.rollout_size, g).to(self.device)
         self.policy.eval()
+        self.ref.eval()  # Lightning's train() at fit start reaches the frozen reference too
         completions = sample_completions(self.policy.gpt, prompts, self.completion_len, g).to(self.device)
         logp, entropy, values = self.policy(prompts, completions)
         ref_logp = completion_logprobs(self.ref, prompts, completions)

@@ -8,6 +8,15 @@ from toyrepro.scaling.config import ScalingConfig
 PAPERS = ("Hoffmann et al. 2022, Training Compute-Optimal Large Language Models (arXiv 2203.15556); "
           "Muennighoff et al. 2023, Scaling Data-Constrained Language Models (arXiv 2305.16264)")
 
+
+
+def _grid_size(cfg) -> int:
+    """Points the one-process run trains: the grid, then the repetition arm's extra epochs."""
+    from toyrepro.scaling.grid import points  # imported late: --help reads this file without torch
+
+    return len(points(cfg))
+
+
 EXPERIMENTS = [
     Experiment(
         name="scaling",
@@ -17,7 +26,7 @@ EXPERIMENTS = [
         claims="toyrepro.scaling.experiment:claims",
         section="scaling",
         schema=ScalingConfig,
-        trained_stages=24,  # 5 x 4 grid + 4 repeated-data runs (smoke and quick; full trains 40)
+        trained_stages=_grid_size,  # 5 x 4 grid + 4 repeated-data runs at smoke and quick
         writeup="experiments/scaling/README.md",
         quick_minutes=15,
     ),

@@ -31,7 +31,7 @@ test: setup
 	$(BIN)/python -m pytest -q -n 2 --durations=15  # two workers: the suite is mostly single-threaded process start-up
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n 2 -m slow --durations=10
 
 # Sweeps, DDP, preemption on a real one-node Slurm cluster, and the dashboards in headless
 # Chromium: brings the cluster up (slurm/cluster.sh installs slurm-wlm/munge when missing;

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow  # every benchmark script, tiny: make test-slow
 def test_every_benchmark_runs_tiny(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--tiny",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import claim_values, cli_env, run_cli, run_dirs, scorecard
@@ -46,6 +47,7 @@ def reference_then_killed(base: list[str], stage: str, tmp_path, cache_dir):
     return ref_dir, run_dir, args, last
 
 
+@pytest.mark.slow  # a kill and a resume plus an uninterrupted reference run: make test-slow
 def test_killed_run_resumes_to_the_same_scorecard(tmp_path, cache_dir):
     ref_dir, run_dir, args, last = reference_then_killed(LONG, "train", tmp_path, cache_dir)
     assert not (run_dir / "scorecard.json").exists(), "the killed run did not finish"
@@ -65,6 +67,7 @@ RLHF_LONG = ["experiment=rlhf", "scale=smoke", "seed=3", "logger=csv", "rlhf.ppo
              "rlhf.ppo.eval_every=4", "rlhf.ppo.rollout_size=32"]
 
 
+@pytest.mark.slow  # a kill and a resume plus an uninterrupted reference run: make test-slow
 def test_run_killed_during_ppo_resumes_to_the_same_scorecard(tmp_path):
     cache_dir = tmp_path / "cache"  # its own: the reference run must train the reward model (logs checked below)
     ref_dir, run_dir, args, last = reference_then_killed(RLHF_LONG, "ppo", tmp_path, cache_dir)
@@ -90,6 +93,7 @@ TOOLFORMER_LONG = ["experiment=toolformer", "scale=smoke", "seed=3", "logger=csv
                    "toolformer.annotate_docs=80", "toolformer.m=4"]
 
 
+@pytest.mark.slow  # a kill and a resume plus an uninterrupted reference run: make test-slow
 def test_run_killed_during_toolformer_annotation_resumes_to_the_same_scorecard(tmp_path, cache_dir):
     import shutil
 

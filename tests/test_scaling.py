@@ -121,6 +121,7 @@ def test_quick_grid_has_the_points_the_sweep_config_runs():
     assert sum(p.epochs == 1 for p in points(cfg)) == 20
 
 
+@pytest.mark.slow  # 7 launcher jobs and 3 CLI runs: make test-slow
 def test_sweep_of_points_through_the_local_launcher_gives_the_one_process_fit(tmp_path):
     """A grid smaller than smoke's (3 sizes x 2 budgets + one 2-epoch run = 7 points: each job is a
     process that imports torch and Lightning) as 7 submitit jobs, fitted with scaling.from_sweep,

@@ -37,9 +37,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
 
 from toyrepro.core.checks import UserError
+
+# gguf is imported where a block format is used, not here: the config schema imports this file
+# whenever the CLI starts, and a missing gguf must only stop the runs that need it.
 
 GGUF_FORMATS = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "mxfp4")  # gguf.quants has numpy quantisers for these
 RTN_BITS = (8, 6, 4, 3, 2)
@@ -64,6 +66,8 @@ class Format:
         if self.scheme == "f32":
             return 32.0
         if self.scheme == "gguf":
+            from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
             block, nbytes = GGML_QUANT_SIZES[GGMLQuantizationType[self.name.upper()]]
             return 8.0 * nbytes / block
         n, n_in = int(np.prod(shape)), shape[-1]
@@ -90,6 +94,8 @@ def parse(name: str) -> Format:
 
 def gguf_roundtrip(w: torch.Tensor, name: str) -> torch.Tensor:
     """`w` (..., in) quantised by gguf.quants to format `name` and dequantised to float32."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
+
     qtype = GGMLQuantizationType[name.upper()]
     block = GGML_QUANT_SIZES[qtype][0]
     if w.shape[-1] % block:

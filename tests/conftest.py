@@ -49,3 +49,16 @@ def claim_values(card: dict) -> dict[str, float | None]:
 def cache_dir(tmp_path_factory) -> Path:
     """One dataset/stage cache for the whole session: data is built once."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module of tiny models (token-by-token steps are several times
+    faster than on two threads, and much faster on a loaded machine); restored afterwards. A module
+    opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

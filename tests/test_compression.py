@@ -26,13 +26,7 @@ from conftest import REPO
 CFG = GPTConfig(vocab_size=256, block_size=16, n_layer=1, n_head=2, n_embd=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models step token by token: one thread is ~10x faster than two on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def random_model(seed: int, scale: float = 1.0) -> GPT:

@@ -33,13 +33,7 @@ from toyrepro.rlhf.reward_model import RewardModel, bt_loss
 V, P, LEN = 8, 2, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny models run faster on one thread; the setting is restored for other modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def tiny_gpt(seed: int = 0) -> GPT:

@@ -17,9 +17,9 @@ from toyrepro.rlhf.best_of_n import (
     analytic_kl,
     best_of_n_curve,
     bootstrap_fit,
-    empirical_kl,
     fit_gao,
     order_weights,
+    pool_kl,
 )
 from toyrepro.rlhf.config import LanguageConfig, PPOConfig, RLHFConfig
 from toyrepro.rlhf.dpo import DPOModule, dpo_loss, sequence_logprobs
@@ -247,7 +247,8 @@ def test_nan_in_the_ppo_loss_stops_with_the_step_and_keeps_the_last_good_checkpo
 def test_best_of_n_estimators():
     assert analytic_kl(1) == 0 and math.isclose(analytic_kl(4), math.log(4) - 0.75)
     assert math.isclose(float(order_weights(10, 3).sum()), 1.0)
-    assert math.isclose(empirical_kl(4096, 4), analytic_kl(4), rel_tol=0.02)  # n << N: agrees
+    assert math.isclose(pool_kl(4096, 4), analytic_kl(4), rel_tol=0.02)  # n << N: close to the analytic bound
+    assert pool_kl(64, 4096) == pytest.approx(math.log(64)) and pool_kl(64, 64) < math.log(64)  # at most log N
     g = torch.Generator().manual_seed(0)
     proxy = torch.randn(50, 64, generator=g)
     gold = proxy + 0.5 * torch.randn(50, 64, generator=g)

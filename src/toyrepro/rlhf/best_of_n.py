@@ -8,10 +8,12 @@ model, keep the one the proxy (reward model) scores highest, score it with the g
   ascending), E[best of n] = sum_i C(i-1, n-1) / C(N, n) * value_i.
 - KL(best-of-n || SFT), analytic (Stiennon et al. 2020 App. G; Gao et al. §2.2):
   log n - (n - 1) / n.
-- KL estimated empirically: the exact KL of best-of-n over the N-sample empirical
-  distribution, P(rank i) = (i/N)^n - ((i-1)/N)^n, KL = sum_i P_i log(N P_i). It agrees with
-  the analytic value for n << N and saturates at log N as n -> N (a finite-sample bias we
-  report rather than hide).
+- KL over a pool of N distinct samples (`pool_kl`): the exact KL of best-of-n over the
+  N-sample pool taken as uniform, P(rank i) = (i/N)^n - ((i-1)/N)^n, KL = sum_i P_i log(N P_i).
+  A formula in N and n, not a measurement from the samples: it ignores duplicate completions
+  and proxy ties, so, like log n - (n-1)/n, it is an upper bound on the true KL (Beirami et al.
+  2024, "Theoretical guarantees on the best-of-n alignment policy"); it saturates at log N as
+  n grows past N.
 
 Gao et al. §3 fits, with d = sqrt(KL) and R the gold-reward gain over the SFT policy:
 best-of-n R(d) = d (alpha - beta d); RL R(d) = d (alpha - beta log d). Both are linear in
@@ -41,7 +43,7 @@ def order_weights(N: int, n: int) -> torch.Tensor:
     return logw.exp()
 
 
-def empirical_kl(N: int, n: int) -> float:
+def pool_kl(N: int, n: int) -> float:
     i = torch.arange(1, N + 1, dtype=torch.float64)
     p = (i / N) ** n - ((i - 1) / N) ** n
     p = p[p > 0]
@@ -54,7 +56,7 @@ class BestOfN:
     gold: list[float]  # expected gold reward of the best-by-proxy sample
     proxy: list[float]  # expected proxy reward of the same sample
     kl_analytic: list[float]
-    kl_empirical: list[float]
+    kl_pool: list[float]
 
 
 def sort_by_proxy(proxy: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +81,7 @@ def best_of_n_curve(proxy: torch.Tensor, gold: torch.Tensor, max_n: int, presort
         out.gold.append(float((gold_sorted * w).sum(1).mean()))
         out.proxy.append(float((proxy_sorted * w).sum(1).mean()))
         out.kl_analytic.append(analytic_kl(n))
-        out.kl_empirical.append(empirical_kl(N, n))
+        out.kl_pool.append(pool_kl(N, n))
     return out
 
 

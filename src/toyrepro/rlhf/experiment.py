@@ -208,7 +208,7 @@ def run_best_of_n(ctx: RunContext, lang, sft, rm) -> tuple[BestOfN, torch.Tensor
     for i, n in enumerate(bon.n):
         ctx.log_metrics("best_of_n", {"best_of_n/gold": bon.gold[i], "best_of_n/proxy": bon.proxy[i],
                                       "best_of_n/kl_analytic": bon.kl_analytic[i],
-                                      "best_of_n/kl_empirical": bon.kl_empirical[i], "best_of_n/n": n}, step=i)
+                                      "best_of_n/kl_pool": bon.kl_pool[i], "best_of_n/n": n}, step=i)
     log.info("best-of-n: " + ", ".join(f"n={n}: gold {gv:.2f} proxy {p:.2f}"
                                        for n, gv, p in zip(bon.n, bon.gold, bon.proxy)))
     return bon, proxy, gold
@@ -241,8 +241,8 @@ def frontier_figure(ev: Evaluator, ppo: list[dict], dpo: list[dict], bon: BestOf
                                (dpo, f"DPO (beta {cfg.rlhf.dpo.beta:g})", "s-")):
         ax.plot([t["kl"] for t in traj], [ev.gain(t["gold"]) for t in traj], style, ms=4, label=label)
     ax.plot(bon.kl_analytic, [ev.gain(gv) for gv in bon.gold], "^-", ms=4, label="best-of-n (analytic KL)")
-    ax.plot(bon.kl_empirical, [ev.gain(gv) for gv in bon.gold], "^:", ms=3, alpha=0.6,
-            label="best-of-n (empirical KL)")
+    ax.plot(bon.kl_pool, [ev.gain(gv) for gv in bon.gold], "^:", ms=3, alpha=0.6,
+            label="best-of-n (KL over the N-sample pool)")
     ax.axhline(0, color="#999", lw=0.8)
     ax.set_xlabel("KL(policy || SFT), nats")
     ax.set_ylabel("gold reward gain (SFT std)")

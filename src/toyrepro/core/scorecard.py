@@ -32,6 +32,8 @@ from toyrepro.core.io import atomic_write_text
 COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
+QF = ("quick", "full")  # `scales` of a claim scored at quick and full (smoke only measures it)
+
 @dataclass
 class Claim:
     id: str

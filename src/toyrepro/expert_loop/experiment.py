@@ -30,7 +30,7 @@ import torch
 from toyrepro.core.checks import UserError
 from toyrepro.core.io import atomic_path
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim
+from toyrepro.core.scorecard import QF, Claim
 from toyrepro.expert_loop.figures import frontier_figure, labels_figure
 from toyrepro.expert_loop.labellers import Labeller, SelfLabeller
 from toyrepro.expert_loop.learner import DPOLearner
@@ -44,7 +44,6 @@ log = logging.getLogger("toyrepro")
 ARMS = ("static", "online", "active", "self_reward", "crowd")
 ISSUE = "issue 22"
 ITER = "Xiong et al. 2024 Alg. 1; Guo et al. 2024 §3"
-QF = ("quick", "full")
 
 
 def claims(cfg) -> list[Claim]:

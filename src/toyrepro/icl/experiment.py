@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from toyrepro.core.data import StepOffsetSampler
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim
+from toyrepro.core.scorecard import QF, Claim
 from toyrepro.icl.evaluate import TRANSFORMER, error_curves, ood_curves
 from toyrepro.icl.figures import error_figure, ood_figure, probe_figure
 from toyrepro.icl.model import ICLModule, ICLTransformer
@@ -46,7 +46,6 @@ log = logging.getLogger("toyrepro")
 GARG = "Garg et al. 2022 §3, Fig. 2"
 GARG_NOISY = "Garg et al. 2022 §4 (noisy linear regression)"
 AKYUREK = "Akyürek et al. 2022 §4 (probing)"
-QF = ("quick", "full")
 
 
 def claims(cfg=None) -> list[Claim]:

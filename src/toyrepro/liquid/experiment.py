@@ -30,7 +30,7 @@ import logging
 import torch
 
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim
+from toyrepro.core.scorecard import QF, Claim
 from toyrepro.liquid.events import digit_splits, time_unaware_ceiling
 from toyrepro.liquid.figures import models_figure, params_figure, sampling_figure
 from toyrepro.liquid.models import MODELS, build_model, dense_parameters, effective_parameters
@@ -40,7 +40,6 @@ from toyrepro.liquid.training import accuracy, mse, train_model
 log = logging.getLogger("toyrepro")
 LTC = "Hasani et al. 2021, Liquid time-constant networks (AAAI)"
 CFC = "Hasani et al. 2022, Closed-form continuous-time neural networks (Nat. Mach. Intell.)"
-QF = ("quick", "full")
 CONTROL = ("cfc", "lstm", "lstm_aug")  # the three models of the regular-sampling control
 
 

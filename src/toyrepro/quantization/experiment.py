@@ -35,7 +35,7 @@ import torch
 
 from toyrepro.core.checks import UserError
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim, Scorecard
+from toyrepro.core.scorecard import QF, Claim, Scorecard
 from toyrepro.quantization import figures
 from toyrepro.quantization.formats import RTN_GROUPINGS, parse
 from toyrepro.quantization.measure import (
@@ -53,7 +53,6 @@ log = logging.getLogger("toyrepro")
 LLAMA_CPP = "llama.cpp perplexity table (Q8_0 ~ +0.0 %, Q4_0 +4.2 % on LLaMA-7B)"
 GPTQ = "Frantar et al. 2022 (GPTQ) §5, Table 3 RTN baselines"
 PHYSICS = "Allen-Zhu & Li 2024, Physics of LMs 3.3 (knowledge capacity vs bits)"
-QF = ("quick", "full")
 
 
 def claims(cfg=None) -> list[Claim]:

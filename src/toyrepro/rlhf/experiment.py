@@ -20,7 +20,7 @@ import torch
 
 from toyrepro.core.checks import UserError
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim
+from toyrepro.core.scorecard import QF, Claim
 from toyrepro.rlhf.batches import Rows, loader
 from toyrepro.rlhf.best_of_n import BestOfN, best_of_n_curve, bootstrap_fit, fit_gao
 from toyrepro.rlhf.dpo import DPOModule, sequence_logprobs
@@ -37,7 +37,6 @@ IGPT = "Ouyang et al. 2022 (InstructGPT) §3.5"
 ZIEGLER = "Ziegler et al. 2019 §2.2; Ouyang et al. 2022 §3.5"
 DPO = "Rafailov et al. 2023 §6.1, Fig. 2 left"
 GAO = "Gao, Schulman & Hilton 2022 §3, eq. 1"
-QF = ("quick", "full")
 
 
 def claims(cfg) -> list[Claim]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from toyrepro.core.checks import UserError
 from toyrepro.core.run import RunContext
-from toyrepro.core.scorecard import Claim
+from toyrepro.core.scorecard import QF, Claim
 from toyrepro.gpt.corpus import load_corpus
 from toyrepro.scaling.figures import compute_figure, holdout_figure, point_figure, repetition_figure
 from toyrepro.scaling.grid import eval_windows, points, train_point, unigram_loss, write_point
@@ -41,7 +41,6 @@ from toyrepro.scaling.sweep import read_sweep
 log = logging.getLogger("toyrepro")
 HOFFMANN = "Hoffmann et al. 2022 §3.3, App. D.2 (approach 3)"
 MUENNIGHOFF = "Muennighoff et al. 2023 §4-5, Fig. 3"
-QF = ("quick", "full")
 
 
 def claims(cfg=None) -> list[Claim]:

@@ -65,9 +65,17 @@ class TrainerConfig:
     gradient_clip_val: float = 1.0
     checkpoint_every_n_steps: int = 100
     compile: bool = False  # torch.compile the model (GPU runs)
+    # At most this many optimiser steps in every stage of every experiment (each Lightning fit,
+    # and the loops that step an optimiser themselves: PPO's minibatches, expert_loop's DPO
+    # learner, GHN's Adam curves), whatever the stage's own step count. For checking a preset
+    # (shapes, config, memory) in seconds, e.g. `scale=full trainer.step_cap=2`: the claims of
+    # a capped run mean nothing. Its stage artefacts are cached apart, under
+    # <cache_dir>/step_cap-<n>/, so an uncapped run never reuses a capped model. None = no cap.
+    step_cap: int | None = None
 
     def validate(self, p: str = "trainer") -> None:
         check(self.max_steps >= 1, f"{p}.max_steps", ">= 1", self.max_steps)
+        check(self.step_cap is None or self.step_cap >= 1, f"{p}.step_cap", ">= 1 or null", self.step_cap)
         check(self.val_check_interval >= 1, f"{p}.val_check_interval", ">= 1", self.val_check_interval)
         check(self.limit_val_batches >= 1, f"{p}.limit_val_batches", ">= 1", self.limit_val_batches)
         check(self.log_every_n_steps >= 1, f"{p}.log_every_n_steps", ">= 1", self.log_every_n_steps)

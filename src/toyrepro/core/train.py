@@ -6,6 +6,8 @@
   (`last.ckpt` every `checkpoint_every_n_steps`), atomic checkpoint writes, the loggers of
   the stage, and a rich progress bar on interactive terminals (a plain periodic log line
   in batch jobs, where progress bars only clutter Slurm logs).
+- `cap_steps`: `trainer.step_cap`, honoured by every Trainer built here (and by the few loops
+  that step an optimiser themselves).
 - `fit_stage`: runs one stage, resuming from `<run_dir>/checkpoints/<stage>/last.ckpt`
   when the run is started with `resume=true`.
 - Under Slurm: Lightning's `SLURMEnvironment` gives the ranks (`trainer=ddp` with
@@ -263,8 +265,14 @@ def resolve_devices(t: TrainerConfig) -> tuple[Any, int]:
     return devices, nodes
 
 
+def cap_steps(t: TrainerConfig, steps: int) -> int:
+    """`steps`, or `trainer.step_cap` when that is smaller: what every stage that counts optimiser
+    steps runs (a Lightning fit here; loops that step an optimiser themselves call it too)."""
+    return steps if t.step_cap is None else min(steps, t.step_cap)
+
+
 def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, max_steps: int | None = None) -> L.Trainer:
-    steps = max_steps or t.max_steps
+    steps = cap_steps(t, max_steps or t.max_steps)
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                         every_n_train_steps=min(t.checkpoint_every_n_steps, steps)),

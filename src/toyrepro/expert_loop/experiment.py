@@ -132,7 +132,8 @@ def run_arm(ctx: RunContext, arm: str, budget: int, lang, sft, static_data, eval
     rounds = 1 if arm == "static" else e.rounds
     optim = dataclasses.replace(cfg.optim, lr=e.lr, batch_size=e.batch_size, warmup_steps=e.warmup_steps)
     steps = rounds * DPOLearner.steps_for(budget // rounds, e.epochs, e.batch_size)
-    learner = DPOLearner(copy.deepcopy(sft), sft, e.beta, optim, e.epochs, steps, seed + 1)
+    learner = DPOLearner(copy.deepcopy(sft), sft, e.beta, optim, e.epochs, steps, seed + 1,
+                         step_cap=cfg.trainer.step_cap)
     if arm == "static":
         traj = run_static(learner, static_data, budget, evaluate)
     else:

@@ -31,7 +31,7 @@ from toyrepro.rlhf.policy import completion_logprobs
 
 class DPOLearner:
     def __init__(self, policy: GPT, ref: GPT, beta: float, optim: OptimConfig, epochs: int, total_steps: int,
-                 seed: int, stage: str = "expert_loop"):
+                 seed: int, stage: str = "expert_loop", step_cap: int | None = None):
         self.policy, self.ref, self.beta, self.epochs, self.stage = policy.train(), ref.eval(), beta, epochs, stage
         self.batch_size = optim.batch_size
         optim = dataclasses.replace(optim, warmup_steps=min(optim.warmup_steps, total_steps // 10), min_lr_ratio=1.0)
@@ -39,6 +39,7 @@ class DPOLearner:
         self.opt, self.sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
         self.g = torch.Generator().manual_seed(seed)
         self.steps = 0
+        self.step_cap = step_cap  # trainer.step_cap: no optimiser step past it (core.train.cap_steps)
         self.last: dict[str, float] = {}  # the last step's loss and DPO statistics
 
     @staticmethod
@@ -56,6 +57,8 @@ class DPOLearner:
         self.policy.train()
         for _ in range(self.epochs):
             for idx in torch.randperm(n, generator=self.g).split(self.batch_size):
+                if self.step_cap is not None and self.steps >= self.step_cap:
+                    break
                 p, k = prompt[idx], idx.numel()
                 logp = completion_logprobs(self.policy, p.repeat(2, 1), torch.cat([chosen[idx], rejected[idx]])).sum(-1)
                 loss, stats = dpo_loss(logp[:k], logp[k:], ref_c[idx], ref_r[idx], self.beta)

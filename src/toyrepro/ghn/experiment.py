@@ -29,6 +29,7 @@ import torch
 from toyrepro.core.run import RunContext
 from toyrepro.core.scorecard import Claim
 from toyrepro.core.stage import cached_stage
+from toyrepro.core.train import cap_steps
 from toyrepro.ghn import evaluate as ev
 from toyrepro.ghn.figures import adam_figure, splits_figure
 from toyrepro.ghn.ghn import GHN
@@ -71,7 +72,13 @@ def claims(cfg=None) -> list[Claim]:
 
 
 def run(ctx: RunContext) -> None:
-    cfg, c = ctx.cfg, ctx.cfg.ghn
+    cfg = ctx.cfg
+    if cfg.trainer.step_cap is not None:  # the Adam curves step an optimiser themselves: cap them too
+        g = cfg.ghn
+        cfg.ghn = dataclasses.replace(g, adam_steps=sorted({cap_steps(cfg.trainer, s) for s in g.adam_steps}),
+                                      trained_steps=cap_steps(cfg.trainer, g.trained_steps),
+                                      finetune_steps=cap_steps(cfg.trainer, g.finetune_steps))
+    c = cfg.ghn
     digits = load_digits_split(cfg.seed, c.val_fraction, c.test_fraction)
     evals = {s: sample_archs(s, c.n_eval_archs, cfg.seed * 10 + 1 + i) for i, s in enumerate(SPLITS)}
     train_archs = sample_archs("train", c.n_train_archs, cfg.seed * 10, exclude=set(evals["id"]))

@@ -134,6 +134,8 @@ class PPOModule(L.LightningModule):
             perm = list(range(c.rollout_size))
             order.shuffle(perm)
             for i in range(0, c.rollout_size, c.minibatch_size):
+                if self._trainer is not None and self.global_step >= self.trainer.max_steps:
+                    break  # trainer.step_cap (core.train.cap_steps) can end the stage mid-iteration
                 mb = torch.tensor(perm[i : i + c.minibatch_size], device=self.device)
                 logp, _, values = self.policy(ro["prompts"][mb], ro["completions"][mb])
                 loss, st = ppo_loss(logp, ro["logp"][mb], values, ro["values"][mb], ro["advantages"][mb],

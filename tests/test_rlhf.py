@@ -271,6 +271,48 @@ def test_gao_fits_recover_known_coefficients():
     assert bon.r2 == pytest.approx(1.0)
 
 
+def test_bon_bend_claim_fails_a_straight_line_and_passes_a_bent_curve():
+    """`bon_bend` scores the lower end of beta's bootstrap interval. Gold = proxy + noise (Gaussian):
+    best-of-n gold then grows like sqrt(2 log n), close to linear in sqrt(KL), with R^2 > 0.999
+    (what an R^2 claim could not tell from Gao's form) and must not pass; gold that peaks at
+    proxy = 1 and falls beyond it must."""
+    g = torch.Generator().manual_seed(0)
+    proxy = torch.randn(400, 256, generator=g, dtype=torch.float64)
+    noise = 0.3 * torch.randn(400, 256, generator=g, dtype=torch.float64)
+    curve = best_of_n_curve(proxy, proxy + noise, 64)
+    assert fit_gao(curve.kl_analytic, [v - curve.gold[0] for v in curve.gold], "bon").r2 > 0.999
+    straight = bootstrap_fit(proxy, proxy + noise, 64, 1.0, n_boot=50)
+    bent = bootstrap_fit(proxy, -(proxy - 1).abs() + noise, 64, 1.0, n_boot=50)
+    assert straight[0] <= 0 < bent[0]
+
+
+def test_overoptimisation_smooths_before_taking_the_peak():
+    from toyrepro.rlhf.experiment import overoptimisation, running_mean
+
+    class Unit:
+        def gain(self, gold):
+            return gold
+
+    assert running_mean([0.0, 3.0, 0.0, 3.0], 3).tolist() == [1.0, 2.0]
+    flat = [{"iteration": i, "kl": i, "gold": g, "proxy": float(i)} for i, g in enumerate([0, 1, -1, 1, -1, 0])]
+    raw_drop = max(t["gold"] for t in flat) - flat[-1]["gold"]  # 1.0: a peak of noise
+    assert overoptimisation(flat, Unit())[0] < raw_drop / 2
+    peaked = [{"iteration": i, "kl": i, "gold": g, "proxy": float(i)} for i, g in enumerate([0, 2, 4, 4, 2, 0, 0])]
+    drop, note = overoptimisation(peaked, Unit())
+    assert drop == pytest.approx(10 / 3 - 2 / 3) and "smoothed gold peak around iteration 2" in note
+
+
+def test_reward_model_accuracy_is_scored_above_chance():
+    from toyrepro.rlhf.experiment import above_chance, unseen_prompts
+
+    assert above_chance(0.5, 0.8) == 0.0 and above_chance(0.8, 0.8) == 1.0
+    assert above_chance(0.788, 0.825) == pytest.approx(0.886, abs=1e-3)
+    with pytest.raises(ValueError, match="at or below chance"):
+        above_chance(0.6, 0.5)
+    train = torch.tensor([[1, 2], [3, 4]])
+    assert unseen_prompts(torch.tensor([[1, 2], [2, 1], [3, 4]]), train).tolist() == [False, True, False]
+
+
 # -- the language and the config -----------------------------------------------------------------
 
 

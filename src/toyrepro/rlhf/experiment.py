@@ -43,8 +43,9 @@ def claims(cfg) -> list[Claim]:
     r = cfg.rlhf
     rm = (Claim("rm_accuracy", "reward model held-out pairwise accuracy (deterministic labels)", IGPT,
                 ">=", 0.90, scales=QF) if r.preferences.deterministic else
-          Claim("rm_accuracy_vs_bayes", "reward model held-out accuracy on noisy labels / Bayes ceiling "
-                "(gold reward's agreement with the same labels)", IGPT + "; DPO App. C.1", ">=", 0.95, scales=QF))
+          Claim("rm_accuracy_vs_bayes", "reward model's held-out accuracy above chance on noisy labels, as a "
+                "fraction of the Bayes ceiling's (gold reward's agreement with the same labels): "
+                "(acc - 0.5) / (ceiling - 0.5)", IGPT + "; DPO App. C.1", ">=", 0.90, scales=QF))
     out = [
         rm,
         Claim("ppo_gold_gain", "PPO raises mean gold reward over the SFT reference (in reference std)",
@@ -59,12 +60,12 @@ def claims(cfg) -> list[Claim]:
               DPO, ">=", 1.0, scales=QF),
         Claim("bon_rises", "best-of-n gold reward rises with n for small n "
               "(smallest step over n = 1, 2, 4, 8, 16, in reference std)", GAO, ">", 0.0, scales=QF),
-        Claim("bon_fit_r2", "Gao et al. best-of-n fit R(d) = d(alpha - beta d), d = sqrt(KL): R^2", GAO,
-              ">=", 0.9, scales=QF),
-        Claim("bon_fit_beta", "... with beta > 0 (gold gain bends down with KL)", GAO, ">", 0.0, scales=QF),
-        Claim("ppo_overoptimisation", "sweep: PPO gold reward peaks and falls while proxy keeps rising "
-              "(peak - final gold, reference std; 0 if proxy did not keep rising)", GAO, ">", 0.1,
-              scales=("full",)),
+        Claim("bon_bend", "Gao et al. best-of-n form R(d) = d(alpha - beta d), d = sqrt(KL): the gain bends "
+              "down, beyond noise (lower end of beta's 95% bootstrap interval over the prompts)", GAO, ">", 0.0,
+              scales=QF),
+        Claim("ppo_overoptimisation", "sweep, proxy-reward PPO: gold reward peaks and falls while proxy keeps "
+              "rising (peak - final of the 3-point running mean of gold, reference std; 0 if the smoothed proxy "
+              "did not keep rising)", GAO, ">", 0.1, scales=("full",)),
         Claim("dpo_vs_ppo", "sweep: DPO gold minus PPO gold at DPO's KL (reference std; paper: DPO dominates)",
               DPO, ">=", 0.0, scales=("full",)),
     ]
@@ -93,12 +94,17 @@ def run(ctx: RunContext) -> None:
                                               (val_pairs.rejected, val_pairs.chosen))))
     log.info("reward model: held-out accuracy %.3f on labels (Bayes ceiling %.3f, expected %.3f), "
              "%.3f on gold preferences", acc, ceiling, expected_ceiling, gold_acc)
-    note = f"acc {acc:.3f} on {len(val_pairs)} held-out pairs; vs gold {gold_acc:.3f}"
+    fresh = val_pairs.subset(unseen_prompts(val_pairs.prompt, train_pairs.prompt))
+    fresh_acc = pairwise_accuracy(rm, fresh.prompt, fresh.chosen, fresh.rejected) if len(fresh) else float("nan")
+    log.info("reward model: %.0f%% of held-out pairs have a prompt also drawn for training; accuracy %.3f on the "
+             "%d others", 100 * (1 - len(fresh) / len(val_pairs)), fresh_acc, len(fresh))
+    note = (f"acc {acc:.3f} on {len(val_pairs)} held-out pairs ({len(fresh)} with a prompt never drawn for "
+            f"training: acc {fresh_acc:.3f}); vs gold {gold_acc:.3f}")
     if r.preferences.deterministic:
         card.record("rm_accuracy", acc, note)
     else:
-        card.record("rm_accuracy_vs_bayes", acc / ceiling, note + f"; ceiling {ceiling:.3f} "
-                    f"(expected {expected_ceiling:.3f})")
+        card.record("rm_accuracy_vs_bayes", above_chance(acc, ceiling), note + f"; ceiling {ceiling:.3f} "
+                    f"(expected {expected_ceiling:.3f}); raw acc / ceiling {acc / ceiling:.3f}")
 
     ev = Evaluator(lang, sft, rm, r.eval_prompts, cfg.seed)
     log.info("SFT reference: gold %.3f +- %.3f, proxy %.3f", ev.ref_gold, ev.ref_gold_std, ev.ref_proxy)
@@ -112,7 +118,10 @@ def run(ctx: RunContext) -> None:
     if r.ppo.kl_controller == "adaptive":
         card.record("ppo_kl_on_target", abs(final["kl"] / r.ppo.target_kl - 1),
                     f"KL {final['kl']:.2f} vs target {r.ppo.target_kl:g}")
-    card.record("ppo_overoptimisation", *overoptimisation(ppo.trajectory, ev))
+    if r.ppo.reward == "proxy":
+        card.record("ppo_overoptimisation", *overoptimisation(ppo.trajectory, ev))
+    else:  # PPO on the gold reward itself cannot over-optimise a proxy
+        card.claim("ppo_overoptimisation").note = "not measured: PPO optimised the gold reward (rlhf.ppo.reward=gold)"
 
     # 5. DPO on the same preference pairs
     dpo = run_dpo(ctx, sft, train_pairs, val_pairs, ev)
@@ -130,9 +139,9 @@ def run(ctx: RunContext) -> None:
     steps = [b - a for a, b in zip(gains[:5], gains[1:5])]
     card.record("bon_rises", min(steps), "gains at n=1..16: " + ", ".join(f"{g:.2f}" for g in gains[:5]))
     fit = fit_gao(bon.kl_analytic, gains, "bon")
-    card.record("bon_fit_r2", fit.r2, f"alpha {fit.alpha:.3f}, beta {fit.beta:.3f}")
     lo, hi = bootstrap_fit(bon_proxy, bon_gold, r.best_of_n.max_n, ev.ref_gold_std, seed=cfg.seed)
-    card.record("bon_fit_beta", fit.beta, f"95% bootstrap over prompts [{lo:.3f}, {hi:.3f}]")
+    card.record("bon_bend", lo, f"beta {fit.beta:.3f}, 95% interval [{lo:.3f}, {hi:.3f}] over "
+                f"{bon_proxy.size(0)} prompts resampled 200 times; alpha {fit.alpha:.3f}, R^2 {fit.r2:.4f}")
     rl_points = [(t["kl"], ev.gain(t["gold"])) for t in ppo.trajectory if t["kl"] > 0]
     rl_fit = fit_gao([k for k, _ in rl_points], [g for _, g in rl_points], "rl") if len(rl_points) >= 3 else None
 
@@ -213,14 +222,41 @@ def run_best_of_n(ctx: RunContext, lang, sft, rm) -> tuple[BestOfN, torch.Tensor
     return bon, proxy, gold
 
 
+def unseen_prompts(prompts: torch.Tensor, train_prompts: torch.Tensor) -> torch.Tensor:
+    """Mask of the rows of `prompts` whose token sequence is not among `train_prompts`' rows. The
+    split holds out prompt *draws*; over a short prompt in a small language many draws repeat."""
+    seen = {tuple(p) for p in train_prompts.tolist()}
+    return torch.tensor([tuple(p) not in seen for p in prompts.tolist()], dtype=torch.bool)
+
+
+def above_chance(acc: float, ceiling: float) -> float:
+    """The share of the above-chance accuracy the labels allow that the reward model reaches:
+    (acc - 0.5) / (ceiling - 0.5). Chance (0.5) scores 0, the Bayes ceiling 1."""
+    if ceiling <= 0.5:
+        raise ValueError(f"the Bayes ceiling {ceiling:.3f} is at or below chance: the labels carry no signal")
+    return (acc - 0.5) / (ceiling - 0.5)
+
+
+def running_mean(xs: list[float], width: int = 3) -> np.ndarray:
+    """Means of every full window of `width` consecutive points (len(xs) - width + 1 of them; all
+    of xs averaged if it is shorter): the last one, like every other, averages `width` points."""
+    x = np.asarray(xs, dtype=np.float64)
+    if len(x) < width:
+        return x.mean(keepdims=True)
+    return np.convolve(x, np.full(width, 1 / width), mode="valid")
+
+
 def overoptimisation(traj: list[dict], ev: Evaluator) -> tuple[float, str]:
-    """Peak minus final gold (reference std), if the proxy kept rising after the gold peak."""
-    golds = [t["gold"] for t in traj]
-    i = int(np.argmax(golds))
-    drop = ev.gain(golds[i]) - ev.gain(golds[-1])
-    proxy_rose = traj[-1]["proxy"] > traj[i]["proxy"]
-    note = (f"gold peak at iteration {traj[i]['iteration']} (KL {traj[i]['kl']:.2f}); proxy "
-            f"{traj[i]['proxy']:.2f} -> {traj[-1]['proxy']:.2f}")
+    """Peak minus final gold (reference std) of the 3-point running means of the evaluations, if
+    the smoothed proxy kept rising after the smoothed gold peak. Smoothing first: the argmax of
+    ~20 raw noisy evaluations minus the last one is biased upward (a max of noise is > 0)."""
+    gold, proxy = running_mean([t["gold"] for t in traj]), running_mean([t["proxy"] for t in traj])
+    i = int(np.argmax(gold))
+    drop = ev.gain(float(gold[i])) - ev.gain(float(gold[-1]))
+    proxy_rose = proxy[-1] > proxy[i]
+    mid = traj[min(i + 1, len(traj) - 1)]  # the centre of the peak's window
+    note = (f"smoothed gold peak around iteration {mid['iteration']} (KL {mid['kl']:.2f}); smoothed proxy "
+            f"{proxy[i]:.2f} -> {proxy[-1]:.2f}")
     return (drop if proxy_rose else 0.0), note
 
 

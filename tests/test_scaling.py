@@ -111,7 +111,7 @@ def test_quick_grid_has_the_points_the_sweep_config_runs():
     from hydra import compose, initialize_config_dir
 
     from toyrepro import cli  # noqa: F401  (registers the schema)
-    from toyrepro.scaling.grid import points
+    from toyrepro.scaling.grid import learning_rate, points
 
     with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
         cfg = compose("config", ["experiment=scaling_point", "scale=quick"])
@@ -119,6 +119,9 @@ def test_quick_grid_has_the_points_the_sweep_config_runs():
     assert sweep["hydra"]["sweeper"]["params"]["scaling.point"] == f"range(0,{len(points(cfg))})"
     assert len(points(cfg)) == 5 * 4 + 4  # the arm's 1-epoch run is the grid's point, trained once
     assert sum(p.epochs == 1 for p in points(cfg)) == 20
+    # one learning-rate rule, lr ∝ 1/width: the width-64 model gets optim.lr, width 16 four times it
+    assert {p.n_embd: learning_rate(cfg, p) for p in points(cfg)} == \
+           {w: pytest.approx(cfg.optim.lr * 64 / w) for w in (16, 24, 48, 64)}
 
 
 @pytest.mark.slow  # 7 launcher jobs and 3 CLI runs: make test-slow
@@ -127,7 +130,7 @@ def test_sweep_of_points_through_the_local_launcher_gives_the_one_process_fit(tm
     process that imports torch and Lightning) as 7 submitit jobs, fitted with scaling.from_sweep,
     against the whole grid in one process (separate caches)."""
     common = ["scale=smoke", "seed=3", "logger=csv", "scaling.layers=[1,1,1]", "scaling.widths=[8,16,24]",
-              "scaling.steps=[4,8]", "scaling.epochs=[1,2]", "scaling.holdout=1"]
+              "scaling.steps=[4,8]", "scaling.repeat_budget=-1", "scaling.epochs=[1,2]", "scaling.holdout=1"]
     (tmp_path / "sweep").mkdir()
     run_cli(["-m", "experiment=scaling_point", "scaling.point=range(0,7)", "hydra/launcher=local", *common],
             tmp_path / "sweep", tmp_path / "cache_sweep")

@@ -24,10 +24,12 @@ class ScalingConfig:
     """A grid of GPTs (N, D), the Chinchilla law fitted to it, and a repeated-data arm."""
 
     # -- the grid (Hoffmann §3: "over 400 models"; here 5 x 4) ------------------------------
-    layers: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 3])  # n_layer of each model size
-    widths: list[int] = field(default_factory=lambda: [16, 24, 32, 48, 64])  # n_embd of each model size
+    # sizes N = 3.3k, 7.3k, 21.7k, 56.6k, 150k (non-embedding): about evenly spaced in log N
+    layers: list[int] = field(default_factory=lambda: [1, 1, 3, 2, 3])  # n_layer of each model size
+    widths: list[int] = field(default_factory=lambda: [16, 24, 24, 48, 64])  # n_embd of each model size
     head_dim: int = 8  # n_head = width // head_dim (every width must be a multiple)
     steps: list[int] = field(default_factory=lambda: [100, 200, 400, 800])  # training steps of each token budget
+    lr_width: int = 64  # lr of size i = optim.lr * lr_width / widths[i] (lr ∝ 1/width, one rule for every size); 0 = optim.lr for every size
     warmup_fraction: float = 0.05  # linear warm-up, as a fraction of each run; then cosine to the run's end (Hoffmann §3, App. B: the cycle matches the run)
     # -- the fit (Hoffmann §3.3, App. D.2: approach 3) ----------------------------------------
     holdout: int = 3  # the main grid's largest-compute runs left out of the fit and predicted (0 = none)
@@ -36,8 +38,8 @@ class ScalingConfig:
     bootstrap: int = 100  # bootstrap refits over resampled runs, for the parameters' intervals
     bootstrap_starts: int = 4  # L-BFGS starts per bootstrap refit (plus the full fit's optimum)
     # -- the data-constrained arm (Muennighoff §4-5) --------------------------------------------
-    repeat_size: int = 2  # index into widths/layers of the model the repetition arm trains
-    repeat_budget: int = -1  # index into steps of its token budget (-1 = the largest): compute fixed
+    repeat_size: int = 3  # index into widths/layers of the model the repetition arm trains
+    repeat_budget: int = 2  # index into steps of its token budget (-1 = the largest): compute fixed
     epochs: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # unique data = D / epochs, repeated to D tokens (1 = the main grid's run)
     # -- data and evaluation ------------------------------------------------------------------
     max_files: int = 100_000  # stdlib .py files of the gpt experiment's corpus (gpt/corpus.py); 100000 = all pure-ASCII ones
@@ -60,6 +62,7 @@ class ScalingConfig:
         check(all(w >= 1 and w % self.head_dim == 0 for w in self.widths), f"{p}.widths",
               f"multiples of {p}.head_dim={self.head_dim}", self.widths)
         check(all(s >= 1 for s in self.steps), f"{p}.steps", "all >= 1", self.steps)
+        check(self.lr_width >= 0, f"{p}.lr_width", ">= 0 (0 = optim.lr for every size)", self.lr_width)
         check(0 <= self.warmup_fraction < 1, f"{p}.warmup_fraction", "in [0, 1)", self.warmup_fraction)
         n_runs = len(self.widths) * len(self.steps)
         check(0 <= self.holdout <= n_runs - 5, f"{p}.holdout",

@@ -13,6 +13,9 @@
   order: e = 1 is unique data (every window once), so the main grid's run of the arm's
   size and budget *is* the arm's 1-epoch run and is trained once (Muennighoff §4: unique
   data U_D = D / epochs, repeated to the same D).
+- **Learning rate**: one rule for every size, lr = optim.lr * lr_width / width (lr ∝ 1/width,
+  as for Adam in muP, Yang et al. 2022: narrow models tolerate a higher rate); lr_width = 0
+  keeps optim.lr for all. Deviation: Hoffmann tune the rate per model size.
 - **Schedule**: AdamW, linear warm-up for `warmup_fraction` of the run, then cosine to 10 %
   at the run's last step (Hoffmann §3, App. B: a cosine cycle as long as the run).
 """
@@ -80,6 +83,11 @@ def model_config(cfg, p: Point) -> GPTConfig:
 def non_embedding_params(model: GPT) -> int:
     """Kaplan's N: all parameters minus the token and position tables (the unembedding is tied)."""
     return sum(p.numel() for p in model.parameters()) - model.wte.weight.numel() - model.wpe.weight.numel()
+
+
+def learning_rate(cfg, p: Point) -> float:
+    s = cfg.scaling
+    return cfg.optim.lr * s.lr_width / p.n_embd if s.lr_width else cfg.optim.lr
 
 
 def tokens(cfg, p: Point) -> int:
@@ -152,12 +160,13 @@ def train_point(ctx, p: Point, train_text: torch.Tensor, val_text: torch.Tensor,
     torch.manual_seed(cfg.seed)  # the same init for a point whichever process or order trains it
     model = GPT(model_config(cfg, p))
     bs, T = cfg.optim.batch_size, cfg.model.block_size
-    optim = dataclasses.replace(cfg.optim, warmup_steps=round(cfg.scaling.warmup_fraction * p.steps))
+    optim = dataclasses.replace(cfg.optim, lr=learning_rate(cfg, p),
+                                warmup_steps=round(cfg.scaling.warmup_fraction * p.steps))
     train = RepeatedWindows(train_text, T, p.steps * bs, p.epochs, seed=cfg.seed)
     val = windows[: cfg.trainer.limit_val_batches * bs]
     ctx.train_lm(p.stage, model, train, val, steps=p.steps, optim=optim)
     n, d = non_embedding_params(model), tokens(cfg, p)
-    return dataclasses.asdict(p) | {"N": n, "D": d, "C": 6.0 * n * d, "unique_tokens": len(set(train.starts)) * T,
+    return dataclasses.asdict(p) | {"N": n, "D": d, "C": 6.0 * n * d, "lr": optim.lr, "unique_tokens": len(set(train.starts)) * T,
                                     "loss": held_out_loss(model, windows), "seed": cfg.seed}
 
 

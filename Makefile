@@ -10,7 +10,7 @@ CONSTRAINTS ?= constraints.txt
 export OMP_NUM_THREADS ?= 2
 APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-.PHONY: setup demo test test-slow test-slurm bench bench-scorecard lint lock docs clean
+.PHONY: setup demo test test-slow test-slurm bench bench-scorecard gpu-check lint lock docs clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -47,6 +47,12 @@ bench:
 
 bench-scorecard: setup  # ~50 min on 2 CPU cores: every experiment at scale=quick, from an empty cache
 	$(BIN)/python benchmarks/time_to_scorecard.py
+
+# One GPU, under 9 minutes: every experiment at scale=full trainer=gpu, benchmark 2 (bf16 + compile)
+# and the 50M GPT's MFU, one JSON + markdown table (benchmarks/gpu_check.py says how to launch it on
+# the device machine, which has no venv). GPU_CHECK_DRY=1: the same at smoke scale on CPU.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -65,9 +65,10 @@ class TrainerConfig:
     gradient_clip_val: float = 1.0
     checkpoint_every_n_steps: int = 100
     compile: bool = False  # torch.compile the model (GPU runs)
-    # At most this many optimiser steps in every stage of every experiment (each Lightning fit,
-    # and the loops that step an optimiser themselves: PPO's minibatches, expert_loop's DPO
-    # learner, GHN's Adam curves), whatever the stage's own step count. For checking a preset
+    # At most this many optimiser steps (and validation batches) in every stage of every
+    # experiment (each Lightning fit, and the loops that step an optimiser themselves: PPO's
+    # minibatches, expert_loop's DPO learner, GHN's Adam curves), whatever the stage's own step
+    # count; evaluations outside Lightning keep their sizes. For checking a preset
     # (shapes, config, memory) in seconds, e.g. `scale=full trainer.step_cap=2`: the claims of
     # a capped run mean nothing. Its stage artefacts are cached apart, under
     # <cache_dir>/step_cap-<n>/, so an uncapped run never reuses a capped model. None = no cap.

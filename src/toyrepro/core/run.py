@@ -92,14 +92,16 @@ class RunContext:
     def train_lm(self, stage: str, model, train, val, steps: int | None = None, optim=None) -> LMModule:
         """The suite's causal-LM recipe (`core.train.LMModule`: next-token cross-entropy, AdamW,
         warmup-cosine) on datasets of (T+1)-token rows. `train` holds `steps * batch_size` rows and
-        is read from `global_step * batch_size` on, so a resumed stage replays the same batches."""
+        is read from `global_step * batch_size` on, so a resumed stage replays the same batches.
+        Under `trainer.compile` the model trains through `torch.compile` (every experiment that
+        trains its GPT here: gpt, compression, toolformer, collapse, lre, rlhf's SFT, scaling)."""
         from torch.utils.data import DataLoader
 
         from toyrepro.core.data import StepOffsetSampler
 
         optim = optim or self.cfg.optim
         steps = steps or self.cfg.trainer.max_steps
-        module = LMModule(model, optim, steps, stage=stage)
+        module = LMModule(model, optim, steps, stage=stage, compile=self.cfg.trainer.compile)
         train_loader = DataLoader(train, batch_size=optim.batch_size,
                                   sampler=StepOffsetSampler(len(train), optim.batch_size, lambda: module.global_step))
         self.fit(stage, module, train_loader, DataLoader(val, batch_size=optim.batch_size), max_steps=steps)

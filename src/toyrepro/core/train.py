@@ -6,8 +6,8 @@
   (`last.ckpt` every `checkpoint_every_n_steps`), atomic checkpoint writes, the loggers of
   the stage, and a rich progress bar on interactive terminals (a plain periodic log line
   in batch jobs, where progress bars only clutter Slurm logs).
-- `cap_steps`: `trainer.step_cap`, honoured by every Trainer built here (and by the few loops
-  that step an optimiser themselves).
+- `cap_steps`: `trainer.step_cap`, honoured by every Trainer built here (its steps and its
+  validation batches) and by the few loops that step an optimiser themselves.
 - `fit_stage`: runs one stage, resuming from `<run_dir>/checkpoints/<stage>/last.ckpt`
   when the run is started with `resume=true`.
 - Under Slurm: Lightning's `SLURMEnvironment` gives the ranks (`trainer=ddp` with
@@ -118,15 +118,23 @@ def adamw(module: torch.nn.Module, o: OptimConfig, max_steps: int):
 
 
 class LMModule(L.LightningModule):
-    """Causal language modelling: batches are (B, T+1) token windows."""
+    """Causal language modelling: batches are (B, T+1) token windows.
 
-    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, stage: str = "train"):
+    `compile=True` (`trainer.compile`) runs the training and validation forward passes through
+    `torch.compile(model)` (inductor; the same parameters). The compiled wrapper is kept out of
+    the module's submodules, so checkpoints and state dicts hold the plain model's keys whether
+    or not it was compiled."""
+
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, stage: str = "train",
+                 compile: bool = False):
         super().__init__()
         self.model, self.optim, self.max_steps, self.stage = model, optim, max_steps, stage
+        # not an nn.Module attribute (that would register `_orig_mod.*` keys a second time)
+        self.__dict__["forward_model"] = torch.compile(model) if compile else model
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         x, y = batch[:, :-1], batch[:, 1:]
-        logits = self.model(x).logits
+        logits = self.forward_model(x).logits
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -292,7 +300,7 @@ def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, m
     return L.Trainer(
         accelerator=t.accelerator, devices=devices, strategy=t.strategy, num_nodes=num_nodes,
         precision=t.precision, max_steps=steps, val_check_interval=min(t.val_check_interval, steps),
-        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=None, limit_val_batches=cap_steps(t, t.limit_val_batches),
         log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val or None,
         num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
         plugins=plugins, enable_progress_bar=interactive,

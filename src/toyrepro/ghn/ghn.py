@@ -104,7 +104,8 @@ class GHN(nn.Module):
                 sender = batch.edges[edges, sender_col]
                 s = batch.dist[edges].unsqueeze(1)
                 msg = torch.where(s == 1, self.msg(h[sender]), self.msg_sp(h[sender]) / s)
-                m = h.new_zeros(level.nodes.numel(), h.size(1)).index_add(0, receiver, msg)
+                # messages summed in h's precision (float32): under bf16 autocast the MLPs give bf16
+                m = h.new_zeros(level.nodes.numel(), h.size(1)).index_add(0, receiver, msg.to(h.dtype))
                 h = h.index_copy(0, level.nodes, self.gru(m, h[level.nodes]))
         return h
 

@@ -92,7 +92,7 @@ def train_model(ctx: RunContext, train_text: torch.Tensor, val_text: torch.Tenso
     model = GPT(cfg.model)
     log.info("model: %.2fM parameters", model.num_params() / 1e6)
     bs, steps, T = cfg.optim.batch_size, cfg.trainer.max_steps, cfg.model.block_size
-    ctx.train_lm("train", torch.compile(model) if cfg.trainer.compile else model,
+    ctx.train_lm("train", model,  # compiled by core under trainer.compile
                  RandomWindows(train_text, T, steps * bs, seed=cfg.seed),
                  RandomWindows(val_text, T, cfg.trainer.limit_val_batches * bs, seed=10_000 + cfg.seed))
     cached_stage(cfg.cache_dir, "gpt_model", model_params(cfg, max_files, val_fraction),

@@ -56,6 +56,15 @@ def test_exactly_linear_model_lre_recovers_W_and_is_faithful():
     assert ((trans(h_test) @ E.T).argmax(-1) == (z_true @ E.T).argmax(-1)).float().mean() < 0.9
 
 
+def test_lre_bias_averages_each_samples_own_intercept():
+    """Eq. 4: b = mean_i(z_i - J_i h_i). For z = h^2 (D = 1) at h = 1, 3: J = 2, 6, intercepts
+    -1, -9, so b = -5 (mean(z) - mean(J) mean(h) would give 5 - 4 * 2 = -3)."""
+    h = torch.tensor([[1.0], [3.0]])
+    op = affine.estimate_lre(torch.tensor([[[2.0]], [[6.0]]]), h, h**2)
+    assert op.W.item() == 4.0 and op.b.item() == -5.0
+    assert affine.estimate_lre(torch.tensor([[[2.0]], [[6.0]]]), h, h**2, bias="mean").b.item() == -3.0
+
+
 def test_pinv_rank_and_edit_invert_a_linear_map():
     g = torch.Generator().manual_seed(1)
     W = torch.randn(10, 10, generator=g)

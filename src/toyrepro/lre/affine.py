@@ -2,8 +2,9 @@
 
 Hernandez et al. 2023, §2-§4 (arXiv 2308.09124):
 
-- LRE (eq. 3-4): W = E_i[dz/dh (h_i)] (mean Jacobian over the n training samples),
-  b = E_i[z_i - W h_i], and LRE(h) = beta * W h + b. beta > 1 corrects the Jacobian's
+- LRE (eq. 3-4): W = E_i[J_i], J_i = dz/dh (h_i) (mean Jacobian over the n training
+  samples), b = E_i[z_i - J_i h_i] (each sample's own first-order intercept, averaged, as in
+  eq. 4 and the paper's code), and LRE(h) = beta * W h + b. beta > 1 corrects the Jacobian's
   underestimate of the slope (§3.1; beta ~ 2.25 on GPT-J). beta multiplies W h only; b
   is kept as estimated (as in the paper's code).
 - Causality edit (§4.2): to make subject s say the object of s', add
@@ -38,10 +39,15 @@ class AffineMap:
         return AffineMap(self.W, self.b, beta)
 
 
-def estimate_lre(jacobians: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> AffineMap:
-    """LRE from per-sample Jacobians (n, D, D), subject states h (n, D) and outputs z (n, D) (eq. 4)."""
+def estimate_lre(jacobians: torch.Tensor, h: torch.Tensor, z: torch.Tensor, bias: str = "per_sample") -> AffineMap:
+    """LRE from per-sample Jacobians (n, D, D), subject states h (n, D) and outputs z (n, D) (eq. 4):
+    W = mean_i J_i, b = mean_i (z_i - J_i h_i). `bias="mean"`: b = mean(z) - W mean(h) instead
+    (the suite's estimate before issue 14; the two differ wherever the Jacobian varies across
+    samples)."""
     W = jacobians.mean(0)
-    b = (z - h @ W.T).mean(0)
+    if bias == "mean":
+        return AffineMap(W, (z - h @ W.T).mean(0))
+    b = (z - torch.einsum("nij,nj->ni", jacobians, h)).mean(0)
     return AffineMap(W, b)
 
 

@@ -26,6 +26,9 @@ class LREConfig:
     # (deviation, for CPU time on SmolLM2: see jacobian.py).
     jacobian_dims: int = 0
     jacobian_chunk: int = 0  # output rows per vmap chunk in jacrev (0 = all at once)
+    # b = mean_i(z_i - J_i h_i) ("per_sample": eq. 4 and the paper's code, what the claims use) or
+    # mean(z) - W mean(h) ("mean": this suite's estimate before issue 14, kept for comparison)
+    bias: str = "per_sample"
     val_fraction: float = 0.5  # held-out known subjects used to pick layer / beta / rank; the rest is the test set
     # -- the relations ----------------------------------------------------------------------
     relations: list[str] = field(default_factory=list)  # smollm2: relation file stems to use ([] = all shipped)
@@ -57,6 +60,7 @@ class LREConfig:
         check(len(self.betas) >= 1 and all(b > 0 for b in self.betas), f"{p}.betas", "a non-empty list of values > 0", self.betas)
         check(len(self.ranks) >= 1 and all(r >= 1 for r in self.ranks), f"{p}.ranks", "a non-empty list of ranks >= 1", self.ranks)
         check(self.jacobian_dims >= 0, f"{p}.jacobian_dims", ">= 0 (0 = full Jacobian)", self.jacobian_dims)
+        check(self.bias in ("per_sample", "mean"), f"{p}.bias", "per_sample or mean", self.bias)
         check(self.jacobian_chunk >= 0, f"{p}.jacobian_chunk", ">= 0 (0 = no chunking)", self.jacobian_chunk)
         check(0.0 < self.val_fraction < 1.0, f"{p}.val_fraction", "in (0, 1)", self.val_fraction)
         check(self.max_subjects >= 0, f"{p}.max_subjects", ">= 0", self.max_subjects)

@@ -206,7 +206,7 @@ def analyse_relation(lm, rel: Relation, cfg, seed: int) -> RelationResult:
         raise ValueError(f"lre.layers: layer {max(layers)} > the model's {lm.n_layers} layers")
     Js = train_jacobians(lm, st, runners, train, layers, proj, cfg.jacobian_chunk)
     for layer in layers:
-        lres[layer] = affine.estimate_lre(Js[layer], st.h[train, layer], st.z[train])
+        lres[layer] = affine.estimate_lre(Js[layer], st.h[train, layer], st.z[train], cfg.bias)
         for beta in cfg.betas:
             op = lres[layer].with_beta(beta)
             val_score[layer, beta] = mean(faith(lm, op, st.h[val, layer], ref[val]))

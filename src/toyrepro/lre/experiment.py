@@ -62,7 +62,8 @@ def finding_claims() -> list[Claim]:
         Claim("finding_beta", "mean chosen beta (paper: > 1, 2.25 on GPT-J)", f"{SRC} §3.1", ">", 1.0, ()),
         Claim("finding_causality_minus_faithfulness", "mean causality - mean faithfulness (paper: > 0, 0.72 vs 0.64)",
               f"{SRC} §4.2", ">", 0.0, ()),
-        Claim("finding_mid_layer_peak", "mean faithfulness at the best layer - at the last swept layer (paper: > 0)",
+        Claim("finding_mid_layer_peak", "mean test faithfulness at the layer chosen on validation - at the last "
+              "swept layer (paper: > 0; not measured for the 2-layer toy)",
               f"{SRC} Fig. 5", ">", 0.0, ()),
         Claim("finding_lowest_relation", "faithfulness of the least linear known relation (paper: company->CEO is low)",
               f"{SRC} §5", "<", 0.6, ()),
@@ -152,8 +153,14 @@ def record(card: Scorecard, results: list[RelationResult], n_objects: dict, toy:
         card.record("mean_causality", cause, f"GPT-J (paper) {PAPER_GPTJ['causality']}")
     card.record("finding_beta", nanmean(r.beta for r in ok), ", ".join(f"{r.name} {r.beta:g}" for r in ok))
     card.record("finding_causality_minus_faithfulness", cause - faith, f"causality {cause:.2f}, faithfulness {faith:.2f}")
-    peak = [max(r.by_layer.values()) - r.by_layer[max(r.by_layer)] for r in ok]
-    card.record("finding_mid_layer_peak", nanmean(peak), "test faithfulness by layer in relations.md")
+    if toy:  # its last layer is the model's last: the subject's state there feeds no later block
+        card.claim("finding_mid_layer_peak").note = (
+            "not measured for the toy: at its last layer the Jacobian is identically zero (no later "
+            "block reads the subject's state), so a peak before it would be structural")
+    else:  # the best layer is the one chosen on validation (r.layer); both values are test faithfulness
+        peak = [r.by_layer[r.layer] - r.by_layer[max(r.by_layer)] for r in ok]
+        card.record("finding_mid_layer_peak", nanmean(peak), "val-chosen layer - last swept layer, test "
+                    "faithfulness; by layer in relations.md")
     if ok:
         low = min(ok, key=lambda r: r.faithfulness)
         card.record("finding_lowest_relation", low.faithfulness, f"{low.name}: recall {low.recall:.2f}")

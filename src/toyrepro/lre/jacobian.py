@@ -13,10 +13,20 @@ prompt). jacfwd is not used: forward-mode AD fails on CPU scaled-dot-product att
 
 Deviation (SmolLM2 at scale=quick only, `lre.jacobian_dims > 0`): rows are computed for
 `proj.T @ z` only, where `proj` (D, k) is an orthonormal basis of the relation's object
-unembedding directions (`decoding_subspace`), and W = proj @ (proj.T J). Logits of the
-relation's objects depend on z only through this subspace (final RMSNorm rescales z,
-which does not change an argmax), so the decoding the paper measures is kept while the
-cost falls by D / k. A full Jacobian of SmolLM2 costs 10-40 s on 2 busy CPU cores.
+unembedding directions (`decoding_subspace`), and W = proj @ (proj.T J); the cost falls by
+D / k (a full Jacobian of SmolLM2 costs 10-40 s on 2 busy CPU cores). What this keeps and what
+it does not:
+- when k is at least the number of distinct object tokens, the *order* of the objects' logits
+  depends on z only through this subspace (the final RMSNorm divides every logit by the same
+  rms(z)), so W h moves the objects' ranking exactly as the full Jacobian would; with a smaller
+  k the basis is truncated to its top-k directions and even that is approximate;
+- the decoded answer is the argmax over the whole vocabulary, and the logits of tokens that are
+  not objects also read directions outside the subspace, which W h no longer moves: the
+  projection can therefore also remove changes the full Jacobian would make to non-object
+  tokens (a denoising the paper's LRE does not get);
+- the basis is built from the objects of all the relation's subjects, test subjects included
+  (the relation's range, not which subject maps to which); a basis from the 8 training objects
+  alone could not express the test subjects' other objects at all.
 """
 
 from __future__ import annotations

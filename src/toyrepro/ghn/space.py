@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toyrepro.core.checks import UserError
+
 SPLITS = ("id", "wide", "deep", "bn_free")
 MLP_WIDTHS, CNN_CHANNELS = (16, 32, 64), (8, 16, 32)
 WIDE_MLP_WIDTHS, WIDE_CNN_CHANNELS = (96, 128), (48, 64)
@@ -107,7 +109,9 @@ def sample_archs(split: str, n: int, seed: int, exclude: set[ArchSpec] = frozens
             seen.add(spec)
             out.append(spec)
     if len(out) < n:
-        raise ValueError(f"split {split!r} has fewer than {n} distinct architectures (found {len(out)})")
+        what = "ghn.n_train_archs" if split == "train" else "ghn.n_eval_archs"
+        raise UserError(f"config error: split {split!r} has fewer than {n} distinct architectures (found {len(out)} "
+                        f"in {100 * n} draws); lower {what} to at most {len(out)}")
     return out
 
 

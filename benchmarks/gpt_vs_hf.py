@@ -14,12 +14,15 @@ from toyrepro.core.transformer import GPT, GPTConfig
 from harness import compare, record
 
 
-def step_fn(model, x, y, hf: bool):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def step_fn(model, x, y, bf16: bool = False, fused: bool = False):
+    """One AdamW training step of `model` on (x, y); `bf16`: the forward under bf16 autocast (the
+    loss in float32, as the suite trains), `fused`: the fused CUDA AdamW (the GPU check's MFU)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
 
     def step():
-        logits = model(x).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -37,7 +40,7 @@ def run(tiny: bool = False) -> dict:
     # HF's default attention on CPU is SDPA too; make sure both run the same kernel family.
     x = torch.randint(0, cfg.vocab_size, (bs, cfg.block_size))
     y = torch.randint(0, cfg.vocab_size, (bs, cfg.block_size))
-    t_ours, t_hf = compare(step_fn(ours, x, y, False), step_fn(theirs, x, y, True),
+    t_ours, t_hf = compare(step_fn(ours, x, y), step_fn(theirs, x, y),
                            reps=1 if tiny else 7, number=1 if tiny else 3)
     tokens = bs * cfg.block_size
     return record("gpt_vs_hf", {"ours_tokens_per_s": tokens / t_ours, "hf_tokens_per_s": tokens / t_hf,

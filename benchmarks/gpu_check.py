@@ -54,7 +54,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 BUDGET_S = 9 * 60  # the whole check
 BENCH_RESERVE_S = 90  # kept for the two benchmarks after the experiments
@@ -102,17 +101,6 @@ def run_experiment(name: str, deadline: float, extra: list[str]) -> dict:
             "claims": {c["id"]: {"value": c["value"], "passed": c["passed"]} for c in claims}}
 
 
-def train_step(model, x, y, opt):
-    def step():
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            logits = model(x).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
-
-
 def tokens_per_s(step, tokens: int, warmup: int, reps: int) -> float:
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):  # the first calls compile
@@ -127,6 +115,8 @@ def tokens_per_s(step, tokens: int, warmup: int, reps: int) -> float:
 
 def gpt_vs_hf() -> dict:
     """Benchmark 2 on the device: ours vs GPT2LMHeadModel, bf16 autocast + torch.compile both."""
+    from gpt_vs_hf import step_fn  # benchmarks/ (this script's folder) is on sys.path
+
     from toyrepro.core.transformer import GPT, GPTConfig
 
     dev = "cuda" if torch.cuda.is_available() and not DRY else "cpu"
@@ -140,14 +130,16 @@ def gpt_vs_hf() -> dict:
     y = torch.randint(0, 256, (bs, cfg.block_size), device=dev)
     compile_ = (lambda m: m) if DRY else torch.compile
     n = (1, 2) if DRY else (3, 20)
-    t_ours = tokens_per_s(train_step(compile_(ours), x, y, torch.optim.AdamW(ours.parameters(), lr=1e-4)), x.numel(), *n)
-    t_hf = tokens_per_s(train_step(compile_(theirs), x, y, torch.optim.AdamW(theirs.parameters(), lr=1e-4)), x.numel(), *n)
+    t_ours = tokens_per_s(step_fn(compile_(ours), x, y, bf16=True), x.numel(), *n)
+    t_hf = tokens_per_s(step_fn(compile_(theirs), x, y, bf16=True), x.numel(), *n)
     return {"device": dev, "compiled": not DRY, "ours_tokens_per_s": t_ours, "hf_tokens_per_s": t_hf,
             "ratio": t_ours / t_hf, "target": 1.5}
 
 
 def mfu_50m() -> dict:
     """Training MFU of a 50M-parameter GPT (12 layers, 576 wide, 9 heads, T = 1024, vocab 256)."""
+    from gpt_vs_hf import step_fn
+
     from toyrepro.core.transformer import GPT, GPTConfig
 
     dev = "cuda" if torch.cuda.is_available() and not DRY else "cpu"
@@ -159,8 +151,7 @@ def mfu_50m() -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     x = torch.randint(0, 256, (bs, cfg.block_size), device=dev)
     y = torch.randint(0, 256, (bs, cfg.block_size), device=dev)
-    step = train_step(model if DRY else torch.compile(model), x, y,
-                      torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev == "cuda"))
+    step = step_fn(model if DRY else torch.compile(model), x, y, bf16=True, fused=dev == "cuda")
     tps = tokens_per_s(step, x.numel(), *((1, 2) if DRY else (3, 20)))
     flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.block_size * cfg.n_embd
     return {"device": dev, "params": n_params, "tokens_per_s": tps, "flops_per_token": flops_per_token,

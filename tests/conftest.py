@@ -41,6 +41,19 @@ def scorecard(run_dir: Path) -> dict:
     return json.loads((run_dir / "scorecard.json").read_text())
 
 
+LOADS_SMOLLM2 = {"lre_smollm2", "quantization_smollm2"}  # 135M parameters from the GGUF: ~30 s CPU each
+
+
+def smollm2_slow(experiments) -> list:
+    """Pytest params of `experiments`, those whose smoke loads SmolLM2 marked slow."""
+    return [pytest.param(e, marks=pytest.mark.slow) if e in LOADS_SMOLLM2 else e for e in experiments]
+
+
+def unexplained_unmeasured(card: dict) -> list[str]:
+    """Claims the quick scale scores that a run left unmeasured (None) without a note saying why."""
+    return [c["id"] for c in card["claims"] if "quick" in c["scales"] and c["value"] is None and not c.get("note")]
+
+
 def claim_values(card: dict) -> dict[str, float | None]:
     return {c["id"]: c["value"] for c in card["claims"]}
 

@@ -12,10 +12,17 @@ from omegaconf import OmegaConf
 
 import toyrepro
 
-from conftest import EXPERIMENTS, claim_values, run_cli, run_dirs, scorecard
+from conftest import (
+    EXPERIMENTS,
+    claim_values,
+    run_cli,
+    run_dirs,
+    scorecard,
+    smollm2_slow,
+    unexplained_unmeasured,
+)
 
-LOADS_SMOLLM2 = {"lre_smollm2", "quantization_smollm2"}
-CHEAP = [pytest.param(e, marks=pytest.mark.slow) if e in LOADS_SMOLLM2 else e for e in EXPERIMENTS]
+CHEAP = smollm2_slow(EXPERIMENTS)
 
 
 def smoke(experiment: str, cwd) -> dict:
@@ -32,8 +39,7 @@ def smoke(experiment: str, cwd) -> dict:
     # rlhf's sweep comparison, may need the full run; a claim left unmeasured on purpose says
     # why in its note, e.g. liquid's timing, not reproducible); NaN is allowed where the smoke
     # model is too small for a value to exist (lre: relations with too few known subjects)
-    unmeasured = [c["id"] for c in card["claims"]
-                  if "quick" in c["scales"] and c["value"] is None and not c.get("note")]
+    unmeasured = unexplained_unmeasured(card)
     assert not unmeasured, f"claims not computed at smoke, with no note saying why: {unmeasured}"
     infinite = [c["id"] for c in card["claims"] if c["value"] is not None and math.isinf(c["value"])]
     assert not infinite, f"claims with an infinite value: {infinite}"

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXPERIMENTS, REPO, cli_env, run_dirs, scorecard
+from conftest import (
+    EXPERIMENTS,
+    REPO,
+    cli_env,
+    run_dirs,
+    scorecard,
+    smollm2_slow,
+    unexplained_unmeasured,
+)
 
 RUNNER = """
 import atexit, json, resource, sys
@@ -70,7 +78,6 @@ def test_full_presets_are_the_experiments():
 
 # every experiment config (the glob, as lightning-hydra-template's tests do); SmolLM2's are slow
 EXPERIMENT_CONFIGS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
-LOADS_SMOLLM2 = {"lre_smollm2", "quantization_smollm2"}
 BF16_CAP = 4  # optimiser steps per stage: every code path runs under autocast, in a few seconds
 # Claims an experiment records as NaN by design, with a note saying why, at smoke scale in float32
 # as well (measured: the same NaNs with trainer.precision=32-true): not precision failures.
@@ -85,8 +92,7 @@ def test_every_experiment_config_is_registered():
     assert set(EXPERIMENT_CONFIGS) == set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", [pytest.param(e, marks=pytest.mark.slow) if e in LOADS_SMOLLM2 else e
-                                        for e in EXPERIMENT_CONFIGS])
+@pytest.mark.parametrize("experiment", smollm2_slow(EXPERIMENT_CONFIGS))
 def test_smoke_under_bf16_mixed_with_step_cap(experiment, tmp_path):
     """`trainer.precision=bf16-mixed` on CPU (Lightning autocasts every training and validation
     step to bfloat16) with `trainer.step_cap`: every claim the quick scale scores is measured (None
@@ -105,7 +111,7 @@ def test_smoke_under_bf16_mixed_with_step_cap(experiment, tmp_path):
     for ckpt in (tmp_path / "run").rglob("checkpoints/*/last.ckpt"):
         assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] <= BF16_CAP, ckpt
     scored = [c for c in card["claims"] if "quick" in c["scales"]]
-    unmeasured = [c["id"] for c in scored if c["value"] is None and not c.get("note")]
+    unmeasured = unexplained_unmeasured(card)
     assert not unmeasured, f"claims not measured under bf16-mixed, with no note saying why: {unmeasured}"
     bad = [(c["id"], c["value"]) for c in scored if c["value"] is not None and not math.isfinite(c["value"])
            and not ((experiment, c["id"]) in NAN_BY_DESIGN and math.isnan(c["value"]) and c.get("note"))]

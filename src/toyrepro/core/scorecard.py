@@ -34,6 +34,7 @@ COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": oper
 
 QF = ("quick", "full")  # `scales` of a claim scored at quick and full (smoke only measures it)
 
+
 @dataclass
 class Claim:
     id: str

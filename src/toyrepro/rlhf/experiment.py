@@ -37,6 +37,7 @@ IGPT = "Ouyang et al. 2022 (InstructGPT) §3.5"
 ZIEGLER = "Ziegler et al. 2019 §2.2; Ouyang et al. 2022 §3.5"
 DPO = "Rafailov et al. 2023 §6.1, Fig. 2 left"
 GAO = "Gao, Schulman & Hilton 2022 §3, eq. 1"
+BON_BOOTSTRAP = 200  # prompt resamples behind bon_bend's interval
 
 
 def claims(cfg) -> list[Claim]:
@@ -139,9 +140,10 @@ def run(ctx: RunContext) -> None:
     steps = [b - a for a, b in zip(gains[:5], gains[1:5])]
     card.record("bon_rises", min(steps), "gains at n=1..16: " + ", ".join(f"{g:.2f}" for g in gains[:5]))
     fit = fit_gao(bon.kl_analytic, gains, "bon")
-    lo, hi = bootstrap_fit(bon_proxy, bon_gold, r.best_of_n.max_n, ev.ref_gold_std, seed=cfg.seed)
+    lo, hi = bootstrap_fit(bon_proxy, bon_gold, r.best_of_n.max_n, ev.ref_gold_std, n_boot=BON_BOOTSTRAP,
+                           seed=cfg.seed)
     card.record("bon_bend", lo, f"beta {fit.beta:.3f}, 95% interval [{lo:.3f}, {hi:.3f}] over "
-                f"{bon_proxy.size(0)} prompts resampled 200 times; alpha {fit.alpha:.3f}, R^2 {fit.r2:.4f}")
+                f"{bon_proxy.size(0)} prompts resampled {BON_BOOTSTRAP} times; alpha {fit.alpha:.3f}, R^2 {fit.r2:.4f}")
     rl_points = [(t["kl"], ev.gain(t["gold"])) for t in ppo.trajectory if t["kl"] > 0]
     rl_fit = fit_gao([k for k, _ in rl_points], [g for _, g in rl_points], "rl") if len(rl_points) >= 3 else None
 

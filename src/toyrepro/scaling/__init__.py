@@ -9,7 +9,6 @@ PAPERS = ("Hoffmann et al. 2022, Training Compute-Optimal Large Language Models 
           "Muennighoff et al. 2023, Scaling Data-Constrained Language Models (arXiv 2305.16264)")
 
 
-
 def _grid_size(cfg) -> int:
     """Points the one-process run trains: the grid, then the repetition arm's extra epochs."""
     from toyrepro.scaling.grid import points  # imported late: --help reads this file without torch
@@ -26,7 +25,7 @@ EXPERIMENTS = [
         claims="toyrepro.scaling.experiment:claims",
         section="scaling",
         schema=ScalingConfig,
-        trained_stages=_grid_size,  # 5 x 4 grid + 4 repeated-data runs at smoke and quick
+        trained_stages=_grid_size,  # the grid plus the repetition arm's extra epochs (24 at smoke and quick)
         writeup="experiments/scaling/README.md",
         quick_minutes=15,
     ),

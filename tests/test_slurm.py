@@ -15,8 +15,10 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from filelock import FileLock
 
 from conftest import REPO, claim_values, cli_env, run_cli, run_dirs, scorecard
 
@@ -239,22 +241,68 @@ def test_preempted_job_is_requeued_and_resumes_in_its_run_dir(tmp_path, cache_di
     assert claim_values(scorecard(run_dir)) == claim_values(scorecard(ref_dir))
 
 
-# rlhf smoke with an SFT stage long enough that the second job arrives while the first builds it
-SHARED_SFT = ["experiment=rlhf", "scale=smoke", "seed=4", "logger=csv", "trainer.max_steps=500",
-              "trainer.val_check_interval=500", "trainer.checkpoint_every_n_steps=500", "rlhf.dpo.beta=0.1,1.0"]
+# two rlhf smoke jobs that differ only after the SFT stage, so both need the same SFT model
+SHARED_SFT = ["experiment=rlhf", "scale=smoke", "seed=4", "logger=csv", "rlhf.dpo.beta=0.1,1.0"]
 
 
-def test_job_waits_for_the_cached_stage_another_job_is_building(tmp_path, cache_dir):
+def sft_lock(cache: Path) -> Path:
+    """The lock file `core.stage.cached_stage` takes for the sweep's SFT model (both tasks share
+    it: DPO's beta is not in the SFT stage's key)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from toyrepro import cli
+    from toyrepro.core.stage import stage_path
+    from toyrepro.rlhf.stages import sft_params
+
+    one_task = [o if not o.startswith("rlhf.dpo.beta=") else "rlhf.dpo.beta=0.1" for o in SHARED_SFT]
+    with initialize_config_dir(cli.CONFIG_DIR, version_base="1.3"):
+        dcfg = compose("config", overrides=cli._with_search_path([*one_task, "threads=1"]))
+    with open_dict(dcfg):
+        dcfg.run_dir = "unused"
+    params = sft_params(SimpleNamespace(cfg=cli.checked_config(dcfg)))
+    return Path(str(stage_path(cache, "rlhf_sft", params)) + ".lock")
+
+
+def test_job_waits_for_the_cached_stage_another_job_is_building(tmp_path):
     """Two array tasks need the same SFT model (core.stage.cached_stage): one builds it, the
-    other blocks on its lock while it does, then reads the finished artefact."""
+    other blocks on its lock while it does, then reads the finished artefact.
+
+    The test holds that lock itself until both tasks have started, so the overlap does not
+    depend on when Slurm starts the second task (a 1-s scheduling pass can start it after a
+    short SFT stage is done). Released, the lock goes to one task, which builds; the other
+    waits for it."""
     cache = tmp_path / "cache"  # its own: the SFT stage must be built here, not found
     sweep_dir = tmp_path / "sweep"
-    wait_until_idle()  # both CPUs free, so Slurm starts the two tasks together
-    run_cli(["-m", *SHARED_SFT, *ON_LOCAL_CLUSTER, f"hydra.sweep.dir={sweep_dir}"], tmp_path, cache, timeout=900)
+    lock = sft_lock(cache)
+    lock.parent.mkdir(parents=True)
+    gate = FileLock(str(lock))
+    gate.acquire()
+    launcher = subprocess.Popen([sys.executable, "-m", "toyrepro", "-m", *SHARED_SFT, *ON_LOCAL_CLUSTER,
+                                 f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=cli_env(cache),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, consoles = time.time() + 600, []
+        while time.time() < deadline and launcher.poll() is None:
+            consoles = list(sweep_dir.glob("*_slurm*/console.log"))
+            if len(consoles) == 2 and all("run dir:" in c.read_text() for c in consoles):
+                break
+            time.sleep(0.2)
+        assert launcher.poll() is None and len(consoles) == 2, "the two tasks did not both start"
+        gate.release()
+        out, _ = launcher.communicate(timeout=900)
+    finally:
+        gate.release(force=True)
+        if launcher.poll() is None:  # the test failed: leave no job behind
+            launcher.kill()
+            for run in sweep_dir.glob("*_slurm*"):
+                subprocess.run(["scancel", RUN_NAME.match(run.name).group(2)])
+    assert launcher.returncode == 0, out[-3000:]
     wait_until_idle()
     runs = run_dirs(sweep_dir)
     assert len(runs) == 2 and all((r / "scorecard.json").exists() for r in runs)
     (artefact,) = [p for p in (cache / "stages").glob("rlhf_sft-*") if p.is_dir()]  # not its .lock
+    assert str(artefact) + ".lock" == str(lock), "the test held the lock of another artefact"
     built_at = datetime.fromtimestamp((artefact / "params.json").stat().st_mtime)
     logs = {r: (r / "console.log").read_text() for r in runs}
     (builder,) = [r for r, log in logs.items() if f"stage rlhf_sft: building {artefact}" in log]

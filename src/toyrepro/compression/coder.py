@@ -22,9 +22,18 @@ not a hand-written one. The model side is here:
   every byte after the first segment has between block_size/2 and block_size - 1 bytes of
   context (the sliding window of `gpt.evaluate`).
 
+Termination (`terminate`): `constriction` seals a chunk with one whole 32-bit word, the
+smallest word-aligned value inside the coder's final interval, and its decoder reads bits past
+the end of the data as zeros. Any value in that interval decodes the same chunk, so the code is
+stored as bytes (words big-endian) with the last word rounded up to the multiple of 256^j, for
+the largest j in 0..4, that still decodes the chunk exactly, and its j zero bytes dropped. A
+chunk's code then ends within a byte of where an arithmetic coder's would, instead of at the next
+32-bit word (which cost 0-32 bits per chunk, 16 on average). Every candidate is checked by
+decoding it with `constriction` under the very probabilities it was coded with; the decoder
+(`decode`) pads the bytes back to whole words with zeros.
+
 Deviations from Deletang: their models see a whole 2048-byte chunk in context; ours sees at
-most `block_size - 1` bytes. The code's length is counted in whole 32-bit words, as
-`constriction` writes them (so up to 32 bits of termination overhead per chunk).
+most `block_size - 1` bytes. Code lengths are whole bytes (a file's), not bits.
 """
 
 from __future__ import annotations
@@ -66,14 +75,44 @@ def conditionals(model: GPT, batch: int, n: int, emit: Emit) -> torch.Tensor:
 
 @dataclass
 class Coded:
-    codes: list[np.ndarray]  # one uint32 array per chunk (constriction's range-coder words)
+    codes: list[bytes]  # one per chunk: constriction's range-coder words, big-endian, tail trimmed (`terminate`)
     ideal_bits: np.ndarray  # per chunk: sum_i -log2 p(x_i | x_<i) under the probabilities coded with
     symbol_bits: np.ndarray  # per chunk: sum_i ceil(-log2 p), a code with whole bits per byte (Shannon code)
     seconds: float  # wall time of encoding (model + coder)
 
     @property
     def code_bits(self) -> np.ndarray:
-        return np.array([32 * len(c) for c in self.codes], dtype=np.float64)
+        return np.array([8 * len(c) for c in self.codes], dtype=np.float64)
+
+
+def _decodes(words: np.ndarray, symbols: np.ndarray, probs: np.ndarray) -> bool:
+    """Whether `words` decode to `symbols` under `probs`; a code outside the coder's final interval
+    may also make constriction's decoder refuse it (an AssertionError there), which is a no."""
+    dec = constriction.stream.queue.RangeDecoder(words)
+    try:
+        out = dec.decode(constriction.stream.model.Categorical(perfect=False), probs)
+    except AssertionError:
+        return False
+    return np.array_equal(out, symbols)
+
+
+def words(code: bytes) -> np.ndarray:
+    """The uint32 words a stored code stands for: its bytes, zero-padded to whole big-endian words."""
+    return np.frombuffer(code + bytes(-len(code) % 4), dtype=">u4").astype(np.uint32)
+
+
+def terminate(sealed: np.ndarray, symbols: np.ndarray, probs: np.ndarray) -> bytes:
+    """The shortest byte string, among `sealed` with its last word rounded up to a multiple of
+    256^j (j = 4, 3, 2, 1) and those j zero bytes dropped, that decodes `symbols` under `probs`;
+    `sealed` itself (as bytes) when none does. The rounded word stays in the final interval, and
+    so decodes, while it is not above the interval's top; larger j rounds further up."""
+    body, last = sealed[:-1], int(sealed[-1])
+    for j in (4, 3, 2, 1):
+        step = 256**j
+        word = -(-last // step) * step
+        if word < 2**32 and _decodes(np.append(body, np.uint32(word)), symbols, probs):
+            return (np.append(body, np.uint32(word)).astype(">u4").tobytes())[: 4 * len(sealed) - j]
+    return sealed.astype(">u4").tobytes()
 
 
 def encode(model: GPT, chunks: np.ndarray, batch_size: int) -> Coded:
@@ -93,18 +132,18 @@ def encode(model: GPT, chunks: np.ndarray, batch_size: int) -> Coded:
         for row, p in zip(rows, probs):
             enc = constriction.stream.queue.RangeEncoder()
             enc.encode(row.astype(np.int32), constriction.stream.model.Categorical(perfect=False), p)
-            codes.append(enc.get_compressed())
+            codes.append(terminate(enc.get_compressed(), row, p))
             info = -np.log2(p[np.arange(n), row] / p.sum(axis=1))
             ideal.append(float(info.sum()))
             whole.append(float(np.ceil(info).sum()))
     return Coded(codes, np.array(ideal), np.array(whole), time.perf_counter() - t0)
 
 
-def decode(model: GPT, codes: list[np.ndarray], n: int, batch_size: int) -> np.ndarray:
+def decode(model: GPT, codes: list[bytes], n: int, batch_size: int) -> np.ndarray:
     """Decode `n` bytes from each code with the same model and batches as `encode`: (N, n) uint8."""
     out = []
     for b in range(0, len(codes), batch_size):
-        decoders = [constriction.stream.queue.RangeDecoder(c) for c in codes[b : b + batch_size]]
+        decoders = [constriction.stream.queue.RangeDecoder(words(c)) for c in codes[b : b + batch_size]]
 
         def emit(i: int, p: np.ndarray, decoders=decoders) -> np.ndarray:
             return np.array([d.decode(constriction.stream.model.Categorical(row, perfect=False))

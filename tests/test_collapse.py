@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from toyrepro.collapse.chain import run_chain
-from toyrepro.collapse.config import CollapseConfig
+from toyrepro.collapse.config import CollapseConfig, capped_lm
 from toyrepro.collapse.gaussian import GaussianSetting
 from toyrepro.collapse.lm import distinct_ngrams, line_windows
 from toyrepro.collapse.trend import bootstrap_slope, degradation, mean_curve, slope
 from toyrepro.collapse.zipf import ZipfSetting, zipf
 from toyrepro.core.checks import ConfigError
+from toyrepro.core.config import OptimConfig, TrainerConfig
 from toyrepro.core.transformer import GPTConfig
 
 
@@ -110,3 +111,29 @@ def test_bad_config_is_refused_with_one_line():
     cfg = SimpleNamespace(model=GPTConfig(block_size=32))
     with pytest.raises(ConfigError, match=r"^model.block_size must be >= collapse.lm.seq_len \+ 1 = 65 \(got 32\)$"):
         CollapseConfig().validate_against(cfg)
+
+
+def test_step_cap_caps_the_sampling_between_fits():
+    """Under trainer.step_cap a generation samples at most what its capped fit reads (cap * batch
+    sequences), for its data and its statistics, over max(2, cap) generations; uncapped, nothing
+    changes (scale=full's sizes: 20000 sequences, 2000 eval samples, 10 generations)."""
+    full = dataclasses.replace(CollapseConfig().lm, sequences=20_000, eval_samples=2000, generations=10)
+    cfg = lambda cap: SimpleNamespace(collapse=SimpleNamespace(lm=full), optim=OptimConfig(batch_size=128),  # noqa: E731
+                                      trainer=TrainerConfig(max_steps=2000, step_cap=cap))
+    assert capped_lm(cfg(None)) is full
+    two = capped_lm(cfg(2))
+    assert (two.sequences, two.eval_samples, two.generations) == (256, 256, 2)
+    assert (two.seq_len, two.eval_windows, two.sample_batch) == (full.seq_len, full.eval_windows, full.sample_batch)
+    big = capped_lm(cfg(1000))  # a cap above the preset's sizes leaves them as they are
+    assert (big.sequences, big.eval_samples, big.generations) == (20_000, 2000, 10)
+    one = capped_lm(cfg(1))
+    assert (one.sequences, one.generations) == (128, 2)
+    two.validate("collapse.lm")
+    from toyrepro.collapse import EXPERIMENT
+
+    assert (EXPERIMENT.stages_trained(cfg(2)), EXPERIMENT.stages_trained(cfg(None))) == (5, 21)  # the disk estimate's
+    from omegaconf import OmegaConf  # a scorecard's config read back (EXPERIMENT.stages_trained)
+
+    read_back = SimpleNamespace(collapse=SimpleNamespace(lm=OmegaConf.create(dataclasses.asdict(full))),
+                                optim=cfg(2).optim, trainer=cfg(2).trainer)
+    assert capped_lm(read_back) == two

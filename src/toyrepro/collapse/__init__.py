@@ -1,6 +1,6 @@
 """The `collapse` experiment: models fit to their own samples lose the tails (Shumailov et al.)."""
 
-from toyrepro.collapse.config import CollapseConfig
+from toyrepro.collapse.config import CollapseConfig, capped_lm
 from toyrepro.core.experiment import Experiment
 
 EXPERIMENT = Experiment(
@@ -12,6 +12,6 @@ EXPERIMENT = Experiment(
     claims="toyrepro.collapse.experiment:claims",
     section="collapse",
     schema=CollapseConfig,
-    trained_stages=lambda cfg: 1 + 2 * cfg.collapse.lm.generations,  # GPT fits: generation 0, then G pure and G mixed
+    trained_stages=lambda cfg: 1 + 2 * capped_lm(cfg).generations,  # GPT fits: generation 0, then G pure and G mixed
     writeup="experiments/collapse/README.md",
 )

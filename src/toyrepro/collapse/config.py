@@ -6,6 +6,7 @@ The GPT setting's model, optimiser and steps per generation are the run's top-le
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from toyrepro.core.checks import check
@@ -97,3 +98,21 @@ class CollapseConfig:
         check(cfg.model.vocab_size == 256, "model.vocab_size", "256 (bytes) for collapse", cfg.model.vocab_size)
         check(cfg.model.block_size >= self.lm.seq_len + 1, "model.block_size",
               f">= {p}.lm.seq_len + 1 = {self.lm.seq_len + 1}", cfg.model.block_size)
+
+
+def capped_lm(cfg) -> LMChainConfig:
+    """Setting (c)'s sizes under `trainer.step_cap` (core.train.cap_steps), for checking a preset
+    fast: a capped fit reads at most step_cap * batch_size sequences, so a generation samples (and
+    keeps as real data) no more than that, `eval_samples` is bounded the same way, and the chains
+    run max(2, step_cap) generations (every generation runs the same code on the same shapes).
+    seq_len, the model and the perplexity windows stay the preset's. No cap: `collapse.lm` itself."""
+    lm, cap = cfg.collapse.lm, cfg.trainer.step_cap
+    if cap is None:
+        return lm
+    from toyrepro.core.train import cap_steps
+
+    reads = cap_steps(cfg.trainer, cfg.trainer.max_steps) * cfg.optim.batch_size
+    sizes = dict(sequences=max(10, min(lm.sequences, reads)), eval_samples=min(lm.eval_samples, reads),
+                 generations=min(lm.generations, max(2, cap)))
+    # (a dict-like config, e.g. a scorecard's config read back, as well as the dataclass)
+    return dataclasses.replace(lm, **sizes) if dataclasses.is_dataclass(lm) else LMChainConfig(**{**lm, **sizes})

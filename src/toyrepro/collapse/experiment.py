@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from toyrepro.collapse.chain import chain_seed, run_chain
+from toyrepro.collapse.config import capped_lm
 from toyrepro.collapse.gaussian import GaussianSetting
 from toyrepro.collapse.lm import LMSetting
 from toyrepro.collapse.trend import bootstrap_slope, degradation, mean_curve, perplexity_curve
@@ -61,6 +62,10 @@ def claims(cfg=None) -> list[Claim]:
 
 def run(ctx: RunContext) -> None:
     cfg, c = ctx.cfg, ctx.cfg.collapse
+    if cfg.trainer.step_cap is not None:  # the sampling between capped fits is capped too (`capped_lm`)
+        c.lm = capped_lm(cfg)
+        log.info("trainer.step_cap: collapse.lm.generations=%d, sequences=%d and eval_samples=%d per generation",
+                 c.lm.generations, c.lm.sequences, c.lm.eval_samples)
     rng = np.random.default_rng(chain_seed(cfg.seed, 0, "bootstrap"))
     curves: dict[str, dict[str, np.ndarray]] = {}
 

@@ -83,6 +83,11 @@ def test_bad_grids_are_refused_in_one_line():
         ScalingConfig(epochs=[2, 4]).validate()
     with pytest.raises(ConfigError, match=r"^scaling.holdout must be in \[0, 15\] \(the fit needs >= 5 runs"):
         ScalingConfig(holdout=16).validate()
+    with pytest.raises(ConfigError, match=r"^scaling.budget_scale must be \[\] or one factor per model size \(3\), "
+                       r"each giving >= 1 step \(got \[1.0, 2.0\]\)$"):
+        ScalingConfig(layers=[1, 1, 1], widths=[8, 16, 24], budget_scale=[1.0, 2.0]).validate()
+    with pytest.raises(ConfigError, match=r"^scaling.budget_scale must be \[\] or one factor per model size \(2\)"):
+        ScalingConfig(layers=[1, 1], widths=[8, 16], steps=[1, 2], budget_scale=[1.0, 0.1]).validate()
 
 
 def _fake_job(root, num: int, config: dict, index: int) -> None:
@@ -122,6 +127,28 @@ def test_quick_grid_has_the_points_the_sweep_config_runs():
     # one learning-rate rule, lr ∝ 1/width: the width-64 model gets optim.lr, width 16 four times it
     assert {p.n_embd: learning_rate(cfg, p) for p in points(cfg)} == \
            {w: pytest.approx(cfg.optim.lr * 64 / w) for w in (16, 24, 48, 64)}
+    # third protocol: one ladder of 400-1600 steps for every size, and the arm's unique-data run is
+    # the grid's (2, 48) model at 800 steps (819k tokens)
+    grid = [p for p in points(cfg) if p.epochs == 1]
+    assert {tuple(p.steps for p in grid if p.size == i) for i in range(5)} == {(400, 800, 1200, 1600)}
+    arm = [p for p in points(cfg) if p.epochs > 1]
+    assert {(p.n_layer, p.n_embd, p.steps) for p in arm} == {(2, 48, 800)}
+
+
+def test_budget_scale_gives_each_size_its_own_ladder():
+    from hydra import compose, initialize_config_dir
+
+    from toyrepro import cli  # noqa: F401  (registers the schema)
+    from toyrepro.scaling.grid import points, tokens
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("config", ["experiment=scaling", "scale=quick", "scaling.budget_scale=[1,1,1.25,1.41421356,1.75]"])
+    grid = [p for p in points(cfg) if p.epochs == 1]
+    assert [[p.steps for p in grid if p.size == i] for i in range(5)] == [
+        [400, 800, 1200, 1600], [400, 800, 1200, 1600], [500, 1000, 1500, 2000], [566, 1131, 1697, 2263],
+        [700, 1400, 2100, 2800]]
+    arm = [p for p in points(cfg) if p.epochs > 1]  # the arm follows its size's ladder
+    assert {p.steps for p in arm} == {1131} and tokens(cfg, arm[0]) == 1131 * 16 * 64
 
 
 @pytest.mark.slow  # 7 launcher jobs and 3 CLI runs: make test-slow

@@ -9,7 +9,9 @@ arXiv 2203.15556); Muennighoff et al. 2023, "Scaling Data-Constrained Language M
 The grid is `len(widths)` model sizes x `len(steps)` token budgets; model size i is a GPT
 of `layers[i]` blocks, `widths[i]` wide, `widths[i] // head_dim` heads (the rest of
 `model:` as configured); budget j trains `steps[j]` steps of `optim.batch_size` windows of
-`model.block_size` tokens, so D_j = steps[j] * batch_size * block_size.
+`model.block_size` tokens, so D_j = steps[j] * batch_size * block_size. With `budget_scale`,
+size i's budgets are its own: round(steps[j] * budget_scale[i]) steps (Hoffmann §3.2: each
+size trained on the token counts near its own optimum, not one ladder for all).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from toyrepro.core.checks import check
+
+
+def run_steps(s, size: int, budget: int) -> int:
+    """Training steps of model size `size` at token budget `budget` (`s`: the `scaling:` section)."""
+    return round(s.steps[budget] * s.budget_scale[size]) if s.budget_scale else s.steps[budget]
 
 
 @dataclass
@@ -28,7 +35,9 @@ class ScalingConfig:
     layers: list[int] = field(default_factory=lambda: [1, 1, 3, 2, 3])  # n_layer of each model size
     widths: list[int] = field(default_factory=lambda: [16, 24, 24, 48, 64])  # n_embd of each model size
     head_dim: int = 8  # n_head = width // head_dim (every width must be a multiple)
-    steps: list[int] = field(default_factory=lambda: [100, 200, 400, 800])  # training steps of each token budget
+    # third protocol: 400-1600 steps of 16 windows, D = 410k-1.64M for every size (no 100-200-step budget)
+    steps: list[int] = field(default_factory=lambda: [400, 800, 1200, 1600])  # training steps of each token budget
+    budget_scale: list[float] = field(default_factory=list)  # size i trains round(steps[j] * budget_scale[i]) steps at budget j; [] = `steps` for every size
     lr_width: int = 64  # lr of size i = optim.lr * lr_width / widths[i] (lr ∝ 1/width, one rule for every size); 0 = optim.lr for every size
     warmup_fraction: float = 0.05  # linear warm-up, as a fraction of each run; then cosine to the run's end (Hoffmann §3, App. B: the cycle matches the run)
     # -- the fit (Hoffmann §3.3, App. D.2: approach 3) ----------------------------------------
@@ -39,7 +48,7 @@ class ScalingConfig:
     bootstrap_starts: int = 4  # L-BFGS starts per bootstrap refit (plus the full fit's optimum)
     # -- the data-constrained arm (Muennighoff §4-5) --------------------------------------------
     repeat_size: int = 3  # index into widths/layers of the model the repetition arm trains
-    repeat_budget: int = 2  # index into steps of its token budget (-1 = the largest): compute fixed
+    repeat_budget: int = 1  # index into steps of its token budget (-1 = the largest): compute fixed (quick: size 3 x 800 steps = 819k tokens)
     epochs: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # unique data = D / epochs, repeated to D tokens (1 = the main grid's run)
     # -- data and evaluation ------------------------------------------------------------------
     max_files: int = 100_000  # stdlib .py files of the gpt experiment's corpus (gpt/corpus.py); 100000 = all pure-ASCII ones
@@ -62,6 +71,10 @@ class ScalingConfig:
         check(all(w >= 1 and w % self.head_dim == 0 for w in self.widths), f"{p}.widths",
               f"multiples of {p}.head_dim={self.head_dim}", self.widths)
         check(all(s >= 1 for s in self.steps), f"{p}.steps", "all >= 1", self.steps)
+        check(not self.budget_scale or (len(self.budget_scale) == len(self.widths) and all(
+              run_steps(self, i, j) >= 1 for i in range(len(self.widths)) for j in range(len(self.steps)))),
+              f"{p}.budget_scale", f"[] or one factor per model size ({len(self.widths)}), each giving >= 1 step",
+              self.budget_scale)
         check(self.lr_width >= 0, f"{p}.lr_width", ">= 0 (0 = optim.lr for every size)", self.lr_width)
         check(0 <= self.warmup_fraction < 1, f"{p}.warmup_fraction", "in [0, 1)", self.warmup_fraction)
         n_runs = len(self.widths) * len(self.steps)

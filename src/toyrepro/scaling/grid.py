@@ -6,7 +6,8 @@
   that is n_layer * (12 d^2 + 13 d) + 2 d (the blocks' matrices, biases and LayerNorms, and
   the final LayerNorm); `tests/test_scaling.py` checks both forms. Hoffmann count all
   parameters (their models are large enough that it barely matters; ours are not).
-- **D** is training tokens: steps x batch x block_size; compute C = 6 N D (Kaplan §2.1).
+- **D** is training tokens: steps x batch x block_size; compute C = 6 N D (Kaplan §2.1). With
+  `budget_scale` every size has its own ladder of steps (larger models more tokens).
 - **Data**: the gpt experiment's corpus (the stdlib's pure-ASCII source, `gpt/corpus.py`),
   cut into non-overlapping (T+1)-token windows and shuffled once (by the seed). A run of D
   tokens and `epochs` e reads the first D / e windows of that order, each epoch in a fresh
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 from toyrepro.core.checks import UserError
 from toyrepro.core.transformer import GPT, GPTConfig
+from toyrepro.scaling.config import run_steps
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def points(cfg) -> list[Point]:
 
     def add(size: int, budget: int, epochs: int) -> None:
         layers, width = s.layers[size], s.widths[size]
-        out.append(Point(len(out), size, budget, epochs, layers, width, width // s.head_dim, s.steps[budget]))
+        out.append(Point(len(out), size, budget, epochs, layers, width, width // s.head_dim, run_steps(s, size, budget)))
 
     for i in range(len(s.widths)):
         for j in range(len(s.steps)):

@@ -41,6 +41,9 @@ def compute_figure(grid: list[dict], held: set[int], law: Law, profiles: list[di
     ax2.set_title("approach 2: IsoFLOP profiles (dotted: their minima)")
     if profiles:
         ax2.legend(fontsize=7)
+    else:  # e.g. the quick grid: sizes 2.2-3x apart, a 4x range of D per size
+        ax2.text(0.5, 0.5, "no compute level with >= 3 sizes\ninside their trained budgets", ha="center",
+                 va="center", transform=ax2.transAxes)
     fig.tight_layout()
     return fig
 

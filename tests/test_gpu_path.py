@@ -45,15 +45,20 @@ main(sys.argv[2:])
 
 # Overrides that bound CPU time where a full preset's cost is not optimiser steps but evaluation
 # sizes (held-out text scored, prompts sampled, documents annotated) or SmolLM2's full Jacobians
-# (10-40 s each on CPU: one relation instead of six). Shapes stay the full preset's: model and batch
-# sizes, every swept layer, all 576 Jacobian rows.
+# (~7 s a prompt on one CPU thread, 8 prompts a relation: one relation instead of six, and the LRE on
+# three of quantization's 27 formats). Shapes stay the full preset's: model and batch sizes, every
+# swept layer, all 576 Jacobian rows.
 FULL_CPU_OVERRIDES = {
     "gpt": ["gpt.max_val_chars=16384"],
     "rlhf": ["rlhf.best_of_n.n_prompts=2", "rlhf.eval_prompts=64"],
     "toolformer": ["toolformer.annotate_docs=40", "toolformer.claim_questions=40", "toolformer.cell_questions=2",
                    "toolformer.ppl_docs=40"],
+    "compression": ["compression.text_chunks=16"],  # all 515 held-out 2 kB chunks: past 3 min of coding on CPU
+    "icl": ["icl.eval_prompts=256", "icl.probe_prompts=256"],  # 4000 each: past 8 min on CPU (12-layer GPT)
     "lre_smollm2": ["lre.relations=[country_capital]", "lre.max_subjects=20"],
-    "quantization_smollm2": ["lre.relations=[country_capital]", "lre.max_subjects=20", "quantization.ppl_tokens=1024"],
+    # every format quantised and scored; the full-Jacobian LRE (~45 s a format on CPU, 27 formats) on three
+    "quantization_smollm2": ["lre.relations=[country_capital]", "lre.max_subjects=20", "quantization.ppl_tokens=1024",
+                             "quantization.lre_formats=[f32,q4_0,rtn4_g32]"],
 }
 FULL_PRESETS = sorted(p.stem.removesuffix("_full") for p in (REPO / "configs" / "preset").glob("*_full.yaml"))
 
@@ -124,10 +129,17 @@ def test_full_preset_first_steps_on_cpu(experiment, tmp_path):
     """Every `scale=full` preset composes and its first two steps of every stage run on CPU
     (shape, config and memory errors show here); the run's peak resident memory and the start's
     GPU-memory estimate fit one H200 (141 GB GPU, 128 GB RAM). torch.compile is off here (a CPU
-    inductor build per model; `compile` has its own test). `make test-full`, not CI: on 2 CPU
-    cores gpt, rlhf, toolformer, lre and liquid passed (1-8 min each); collapse's uncapped
-    sampling ran past 8 min and lre_smollm2 passed 15.9 GB of this machine's 24 before they were
-    stopped; the others were not run yet (issue 16)."""
+    inductor build per model; `compile` has its own test). `make test-full`, not CI. On 2 shared
+    CPU cores: gpt, rlhf, toolformer, lre and liquid passed (1-8 min each); measured 2026-12-01 with
+    FULL_CPU_OVERRIDES (wall, CPU minutes of pytest and its run, peak resident memory of the run):
+    collapse 3:29, 2.7 CPU min, 4.50 GB (its sampling capped with its fits: collapse.config.capped_lm);
+    lre_smollm2 1:16, 1.2 CPU min, 2.81 GB (it had passed 15.9 GB before jacrev ran under no_grad);
+    compression 6:17, 6.2 CPU min, 7.64 GB; quantization 0:20, 0.4 CPU min, 0.68 GB;
+    quantization_smollm2 4:46, 4.8 CPU min, 3.02 GB; scaling_point 0:12, 0.2 CPU min, 0.80 GB;
+    icl 4:15, 4.2 CPU min, 2.36 GB; expert_loop 8:53, 8.7 CPU min, 1.13 GB; ghn 0:42, 0.75 CPU min,
+    0.95 GB (after ghn_full.yaml's n_train_archs 3000 -> 2500). scaling FAILED in 11 s on a config
+    error at commit 96a4379 (its 4000-step budget at batch 32 needs 128000 unique 129-token windows,
+    the corpus has 80923)."""
     card, steps, console = capped_run(experiment, tmp_path / "run",
                                       ["scale=full", "trainer.step_cap=2", "trainer.compile=false",
                                        *FULL_CPU_OVERRIDES.get(experiment, [])], timeout=1800)

@@ -137,9 +137,10 @@ def test_full_preset_first_steps_on_cpu(experiment, tmp_path):
     compression 6:17, 6.2 CPU min, 7.64 GB; quantization 0:20, 0.4 CPU min, 0.68 GB;
     quantization_smollm2 4:46, 4.8 CPU min, 3.02 GB; scaling_point 0:12, 0.2 CPU min, 0.80 GB;
     icl 4:15, 4.2 CPU min, 2.36 GB; expert_loop 8:53, 8.7 CPU min, 1.13 GB; ghn 0:42, 0.75 CPU min,
-    0.95 GB (after ghn_full.yaml's n_train_archs 3000 -> 2500). scaling FAILED in 11 s on a config
+    0.95 GB (after ghn_full.yaml's n_train_archs 3000 -> 2500). scaling failed in 11 s on a config
     error at commit 96a4379 (its 4000-step budget at batch 32 needs 128000 unique 129-token windows,
-    the corpus has 80923)."""
+    the corpus has 80923); at quick's batch 16 (scaling_full.yaml no longer sets 32) it passed,
+    1:46 wall, 1.35 GB."""
     card, steps, console = capped_run(experiment, tmp_path / "run",
                                       ["scale=full", "trainer.step_cap=2", "trainer.compile=false",
                                        *FULL_CPU_OVERRIDES.get(experiment, [])], timeout=1800)

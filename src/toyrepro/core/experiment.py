@@ -53,6 +53,9 @@ class Experiment:
     trained_stages: int | Callable[[Any], int] = 1
     writeup: str = ""  # the write-up, relative to the repository root
     quick_minutes: float = 10.0  # time budget of one scale=quick run on 2 CPU cores (benchmarks/time_to_scorecard.py)
+    # whether the run's models are the `model:` GPT, so that core/memory.py's start-of-run estimate
+    # describes them (False: GHN, liquid cells, SmolLM2 — the run says it has no estimate)
+    model_is_gpt: bool = True
     config_dir: str | None = None  # extra Hydra search path holding experiment/<name>.yaml (plugins)
 
     def stages_trained(self, cfg: Any) -> int:

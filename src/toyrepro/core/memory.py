@@ -12,9 +12,9 @@ Activation Recomputation in Large Transformer Models", §4.1):
 - the logits: B T V values kept in the model's precision, their float32 copy for the loss and its
   gradient (2 + 4 + 4 bytes each under bf16-mixed, 12 in float32).
 
-Experiments whose models are not the `model:` GPT (GHN, liquid, SmolLM2) size their own; the
-peak resident memory their capped full presets measured on CPU is in tests/test_gpu_path.py's
-output and the README's GPU section.
+Experiments whose models are not the `model:` GPT (GHN, liquid, SmolLM2: `Experiment.model_is_gpt`
+False) get `no_estimate_line` instead, which says so; the peak resident memory their capped full
+presets measured on CPU is in tests/test_gpu_path.py's docstring and their README's GPU section.
 """
 
 from __future__ import annotations
@@ -46,3 +46,9 @@ def memory_line(m: GPTConfig, batch: int, precision: str) -> str:
             f"{precision}: ~{e['total'] / 1e9:.2f} GB per training step (weights+grads+AdamW "
             f"{e['state'] / 1e9:.2f}, activations {e['activations'] / 1e9:.2f}, logits {e['logits'] / 1e9:.2f}); "
             f"{fits} one H200 (141 GB GPU, 128 GB RAM)")
+
+
+def no_estimate_line(name: str) -> str:
+    """The start-of-run line of an experiment whose models are not the `model:` GPT."""
+    return (f"memory: the model: {name}'s models are not the `model:` GPT, so no estimate is made here; "
+            "the capped full preset's measured peak resident memory is in tests/test_gpu_path.py")

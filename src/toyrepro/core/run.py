@@ -55,14 +55,19 @@ class RunContext:
         """At the start of a run: a run under `trainer.step_cap` caches its stages and datasets
         under <cache_dir>/step_cap-<n>/ (a capped model is never reused by an uncapped run), and
         the memory estimate of the config's GPT is logged (core/memory.py)."""
-        from toyrepro.core.memory import memory_line
+        from toyrepro.core.experiment import experiments
+        from toyrepro.core.memory import memory_line, no_estimate_line
 
         cap = self.cfg.trainer.step_cap
         if cap is not None and not str(self.cfg.cache_dir).rstrip("/").endswith(f"step_cap-{cap}"):
             self.cfg.cache_dir = str(Path(self.cfg.cache_dir) / f"step_cap-{cap}")
             log.info("trainer.step_cap=%d: at most %d optimiser steps per stage; cache %s", cap, cap,
                      self.cfg.cache_dir)
-        log.info(memory_line(self.cfg.model, self.cfg.optim.batch_size, self.cfg.trainer.precision))
+        exp = experiments().get(self.cfg.name)
+        if exp is not None and not exp.model_is_gpt:
+            log.info(no_estimate_line(exp.name))
+        else:
+            log.info(memory_line(self.cfg.model, self.cfg.optim.batch_size, self.cfg.trainer.precision))
 
     @property
     def name(self) -> str:

@@ -14,4 +14,5 @@ EXPERIMENT = Experiment(
     schema=GHNConfig,
     trained_stages=4,  # ghn2, mlp_hypernet, ghn1, ghn2_transfer
     writeup="experiments/ghn/README.md",
+    model_is_gpt=False,  # GHN-2 and the nets it predicts
 )

@@ -14,4 +14,5 @@ EXPERIMENT = Experiment(
     schema=LiquidConfig,
     trained_stages=15,  # 6 models on task A, 6 on task B, 3 on the regular-sampling control
     writeup="experiments/liquid/README.md",
+    model_is_gpt=False,  # LTC/CfC/LSTM cells
 )

@@ -11,5 +11,5 @@ EXPERIMENTS = [
     Experiment(name="lre", summary="a toy GPT's fact lookup is one affine map o = beta W s + b: faithful and causal",
                trained_stages=1, quick_minutes=5, **_COMMON),
     Experiment(name="lre_smollm2", summary="the same on SmolLM2-135M and real facts (needs the `real` extra)",
-               trained_stages=0, quick_minutes=15, **_COMMON),
+               trained_stages=0, quick_minutes=15, model_is_gpt=False, **_COMMON),
 ]

@@ -12,5 +12,5 @@ EXPERIMENTS = [
     Experiment(name="quantization", summary="Q8_0 is lossless on the lre toy; facts vs perplexity at <= 4 bits",
                trained_stages=1, quick_minutes=10, **_COMMON),  # trains lre's toy GPT unless lre cached it
     Experiment(name="quantization_smollm2", summary="the same on SmolLM2-135M (shipped Q4_1), quantised further",
-               trained_stages=0, quick_minutes=15, **_COMMON),
+               trained_stages=0, quick_minutes=15, model_is_gpt=False, **_COMMON),
 ]

@@ -42,6 +42,17 @@ def test_fitter_with_noise_stays_near_the_truth_and_predicts_out_of_range():
     assert law.loss(1e6, 4e6) == pytest.approx(TRUE.loss(1e6, 4e6), rel=0.01)  # beyond the grid
 
 
+def test_a_law_whose_A_overflows_float64_still_predicts():
+    """A fit with a huge alpha puts log A past 709 (exp overflows to inf) while A / N^alpha is an
+    ordinary number: the law is evaluated in logs, so its predictions stay finite (a seed-7 fit
+    of the scaling experiment had alpha 244 and reported its held-out error as nan)."""
+    steep = Law(E=1.0, A=float("inf"), B=250.0, alpha=100.0, beta=0.28, log_A=800.0)
+    expected = 1.0 + np.exp(800.0 - 100.0 * np.log(1e4)) + 250.0 / 1e6**0.28
+    assert steep.loss(1e4, 1e6) == pytest.approx(expected, rel=1e-12)
+    assert np.isfinite(steep.optimal_N(1e12))
+    assert TRUE.loss(3e4, 1e6) == pytest.approx(1.2 + 40.0 / 3e4**0.34 + 250.0 / 1e6**0.28, rel=1e-12)
+
+
 def test_isoflop_profiles_find_the_laws_optimal_exponent():
     sizes = np.geomspace(1e3, 1e7, 9)
     budgets = [np.geomspace(1e4, 1e9, 24)] * len(sizes)

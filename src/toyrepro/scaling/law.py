@@ -44,9 +44,23 @@ class Law:
     alpha: float
     beta: float
     objective: float = float("nan")  # the Huber objective at the optimum
+    # log A and log B as fitted: a fit with a large exponent can put A past float64's range
+    # (exp(a) = inf) while A / N^alpha is still an ordinary number; None = log of A, B
+    log_A: float | None = None
+    log_B: float | None = None
+
+    @property
+    def a(self) -> float:
+        return float(np.log(self.A)) if self.log_A is None else self.log_A
+
+    @property
+    def b(self) -> float:
+        return float(np.log(self.B)) if self.log_B is None else self.log_B
 
     def loss(self, N, D):
-        return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
+        """E + A / N^alpha + B / D^beta, each term as exp(log A - alpha log N) so it stays finite."""
+        logN, logD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
+        return self.E + np.exp(self.a - self.alpha * logN) + np.exp(self.b - self.beta * logD)
 
     @property
     def optimal_exponent(self) -> float:
@@ -54,7 +68,7 @@ class Law:
         return self.beta / (self.alpha + self.beta)
 
     def optimal_N(self, C):
-        G = (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
+        G = np.exp((np.log(self.alpha / self.beta) + self.a - self.b) / (self.alpha + self.beta))
         return G * (np.asarray(C, float) / 6) ** self.optimal_exponent
 
     def frontier(self, C):
@@ -121,11 +135,13 @@ def fit_law(N, D, L, delta: float = 1e-3, starts: int = 32, extra_inits: list[np
             if best is None or res.fun < best.fun:
                 best = res
     a, b, e, alpha, beta = best.x
-    return Law(float(np.exp(e)), float(np.exp(a)), float(np.exp(b)), float(alpha), float(beta), float(best.fun))
+    with np.errstate(over="ignore"):
+        A, B = float(np.exp(a)), float(np.exp(b))
+    return Law(float(np.exp(e)), A, B, float(alpha), float(beta), float(best.fun), log_A=float(a), log_B=float(b))
 
 
 def theta(law: Law) -> np.ndarray:
-    return np.array([np.log(law.A), np.log(law.B), np.log(law.E), law.alpha, law.beta])
+    return np.array([law.a, law.b, np.log(law.E), law.alpha, law.beta])
 
 
 def bootstrap(N, D, L, law: Law, n: int, seed: int, delta: float, starts: int) -> list[Law]:

@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 BENCHMARKS = ["lightning_overhead", "gpt_vs_hf", "sampling", "dpo_vs_trl", "ppo_vs_trl", "toolformer_filtering",
-              "lre_jacobian"]  # time_to_scorecard (~50 min) runs on its own: make bench-scorecard
+              "lre_jacobian", "cpu_efficiency"]  # time_to_scorecard (~50 min) runs on its own: make bench-scorecard
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

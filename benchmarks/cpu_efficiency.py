@@ -1,0 +1,89 @@
+"""10. Training efficiency against this machine's matmul peak (issue 17, target 2).
+
+- **Peak**: float32 `torch.mm` of two 2048 x 2048 matrices at the process's torch thread count,
+  2 n^3 FLOP per call, median of the timed calls: what this CPU's BLAS can do at all.
+- **The model's own matmuls**: the same for the shapes one training step of the `gpt` quick
+  model multiplies most — (batch x context) x n_embd by n_embd x 4 n_embd (the MLP's first
+  layer) — the ceiling for a model this narrow.
+- **Training**: the `gpt` quick model (configs/model/gpt_tiny.yaml: 4 layers, 128 wide, context
+  128; batch 32 of configs/preset/gpt_quick.yaml), forward + backward + AdamW on random bytes,
+  counted with the PaLM / nanoGPT formula, FLOP per token = 6 N + 12 L d T (N the parameters
+  but the position table; the attention term with d = heads x head width, T the context).
+
+Ratios: training FLOP/s / peak (target >= 0.5 for gpt quick, the issue's), and the model-shape
+matmul's FLOP/s / peak, which says how much of the gap is the model's narrow shapes rather
+than the training code. Medians of alternating timings (harness.compare) do not apply here:
+each figure is one kind of work, so each is the median of its own repetitions.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from toyrepro.core.config import OptimConfig
+from toyrepro.core.train import LMModule, adamw
+from toyrepro.core.transformer import GPT, GPTConfig
+
+from harness import record
+
+
+def median_seconds(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def mm_flops(m: int, k: int, n: int, reps: int) -> float:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    return 2 * m * k * n / median_seconds(lambda: torch.mm(a, b), reps)
+
+
+def training_flops_per_token(cfg: GPTConfig, model: GPT) -> float:
+    n = sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel()
+    return 6 * n + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+
+def run(tiny: bool = False) -> dict:
+    size, reps = (128, 3) if tiny else (2048, 10)
+    cfg = GPTConfig(block_size=32 if tiny else 128, n_layer=1 if tiny else 4, n_head=2 if tiny else 4,
+                    n_embd=32 if tiny else 128)
+    batch, steps = (4, 2) if tiny else (32, 10)
+    peak = mm_flops(size, size, size, reps)
+    tokens = batch * cfg.block_size
+    shape = mm_flops(tokens, cfg.n_embd, 4 * cfg.n_embd, reps)
+
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    module = LMModule(model, OptimConfig(batch_size=batch), steps * (reps + 1))
+    optimizer = adamw(model, OptimConfig(batch_size=batch), steps * (reps + 1))["optimizer"]
+    x = torch.randint(0, 256, (batch, cfg.block_size + 1))
+
+    def train_steps():
+        for _ in range(steps):
+            loss = module.loss(x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    per_step = median_seconds(train_steps, reps) / steps
+    achieved = training_flops_per_token(cfg, model) * tokens / per_step
+    return record("cpu_efficiency", {
+        "peak_mm_gflops": peak / 1e9, "mm_size": size, "model_shape_mm_gflops": shape / 1e9,
+        "model_shape": [tokens, cfg.n_embd, 4 * cfg.n_embd], "train_gflops": achieved / 1e9,
+        "train_step_s": per_step, "tokens_per_step": tokens, "flop_per_token": training_flops_per_token(cfg, model),
+        "torch_threads": torch.get_num_threads()},
+        {"gpt quick training FLOP/s / peak mm": {"value": achieved / peak, "target": 0.5},
+         "model-shape mm / peak mm": {"value": shape / peak, "target": 0.5}},
+        notes="peak = float32 torch.mm 2048^3; training counted as 6N + 12 L d T FLOP per token (PaLM App. B)")
+
+
+if __name__ == "__main__":
+    print(run())

@@ -62,8 +62,9 @@ def run(tiny: bool = False) -> dict:
 
     torch.manual_seed(0)
     model = GPT(cfg)
-    module = LMModule(model, OptimConfig(batch_size=batch), steps * (reps + 1))
-    optimizer = adamw(model, OptimConfig(batch_size=batch), steps * (reps + 1))["optimizer"]
+    optim, total_steps = OptimConfig(batch_size=batch), steps * (reps + 1)
+    module = LMModule(model, optim, total_steps)
+    optimizer = adamw(model, optim, total_steps)["optimizer"]
     x = torch.randint(0, 256, (batch, cfg.block_size + 1))
 
     def train_steps():
@@ -74,11 +75,12 @@ def run(tiny: bool = False) -> dict:
             optimizer.step()
 
     per_step = median_seconds(train_steps, reps) / steps
-    achieved = training_flops_per_token(cfg, model) * tokens / per_step
+    flop_per_token = training_flops_per_token(cfg, model)
+    achieved = flop_per_token * tokens / per_step
     return record("cpu_efficiency", {
         "peak_mm_gflops": peak / 1e9, "mm_size": size, "model_shape_mm_gflops": shape / 1e9,
         "model_shape": [tokens, cfg.n_embd, 4 * cfg.n_embd], "train_gflops": achieved / 1e9,
-        "train_step_s": per_step, "tokens_per_step": tokens, "flop_per_token": training_flops_per_token(cfg, model),
+        "train_step_s": per_step, "tokens_per_step": tokens, "flop_per_token": flop_per_token,
         "torch_threads": torch.get_num_threads()},
         {"gpt quick training FLOP/s / peak mm": {"value": achieved / peak, "target": 0.5},
          "model-shape mm / peak mm": {"value": shape / peak, "target": 0.5}},

@@ -110,8 +110,11 @@ def terminate(sealed: np.ndarray, symbols: np.ndarray, probs: np.ndarray) -> byt
     for j in (4, 3, 2, 1):
         step = 256**j
         word = -(-last // step) * step
-        if word < 2**32 and _decodes(np.append(body, np.uint32(word)), symbols, probs):
-            return (np.append(body, np.uint32(word)).astype(">u4").tobytes())[: 4 * len(sealed) - j]
+        if word >= 2**32:
+            continue
+        candidate = np.append(body, np.uint32(word))
+        if _decodes(candidate, symbols, probs):
+            return candidate.astype(">u4").tobytes()[: 4 * len(sealed) - j]
     return sealed.astype(">u4").tobytes()
 
 

@@ -22,14 +22,21 @@ from toyrepro.toolformer.annotate import Candidate, annotate, select_positions
 from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
 from toyrepro.toolformer.config import ToolformerConfig
 from toyrepro.toolformer.corpus import (
+    HELD_OUT_QUESTION,
+    OPS,
+    QUESTION,
+    TEMPLATES,
     CharTokenizer,
     held_out_questions,
+    is_text,
     make_doc,
     make_question,
     random_docs,
+    text_docs,
+    text_prompts,
     word_starts,
 )
-from toyrepro.toolformer.decoding import decode, extract_answer
+from toyrepro.toolformer.decoding import decode, entry_curve, extract_answer
 from toyrepro.toolformer.filtering import (
     is_future_leak,
     is_useful,
@@ -212,12 +219,91 @@ class TwoCallLM(RuleLM):
         return super().next_char(prefix)
 
 
-def test_at_most_one_call_is_executed_when_the_model_tries_a_second():
+def test_at_most_one_call_when_the_model_tries_a_second():
     q = make_question("*", 12, 34)
     (out,) = decode(TwoCallLM(), TOK, [q.prompt], use_api=True, top_k=10, max_new_tokens=60)
-    assert out.called and out.text.count("[Calculator(") == 2, out.text  # it did try again
-    assert out.text.count(" 999]") == 0 and out.text.count(f"→ {q.answer}]") == 1, out.text
-    assert out.text.endswith("[Calculator(2 * 3) →\n"), "the second call got no result from the tool"
+    assert out.called and f"→ {q.answer}] " in out.text, out.text  # the first call ran
+    assert out.text.count("[") == 1 and out.text.count("Calculator(") == 1, out.text  # no second call
+    assert TwoCallLM().next_char(q.prompt + out.text.split("\n")[0]) == "[", "the model does try again"
+
+
+class FixedLM(torch.nn.Module):
+    """The same next-character distribution at every position: "x" 0.6, "[" `p_bracket`
+    (0.2), the rest spread evenly; "[" is the second most likely character."""
+
+    def __init__(self, p_bracket: float = 0.2, p_x: float = 0.6):
+        super().__init__()
+        self.cfg = SimpleNamespace(block_size=256)
+        probs = torch.full((TOK.vocab_size,), (1.0 - p_bracket - p_x) / (TOK.vocab_size - 2))
+        probs[TOK.id("[")], probs[TOK.id("x")] = p_bracket, p_x
+        self.logits = probs.log()
+
+    def forward(self, idx, past_kv=None, use_cache=False, **_):
+        logits = self.logits.expand(idx.size(0), idx.size(1), -1).clone()
+        return GPTOutput(logits=logits, past_kv=[(idx, idx)] if use_cache else None)
+
+
+@pytest.mark.parametrize("min_p,top_k,enters", [(0.0, 10, True), (0.1, 10, True), (0.19, 2, True),
+                                               (0.21, 10, False), (0.5, 10, False), (0.0, 1, False)])
+def test_entry_rule_threshold_on_p_bracket(min_p, top_k, enters):
+    (out,) = decode(FixedLM(), TOK, ["ab "], use_api=True, top_k=top_k, max_new_tokens=6, min_p=min_p)
+    assert out.called is enters and out.text.startswith("[") is enters, out.text
+    if not enters:
+        assert out.text == "xxxxxx"
+
+
+def test_argmax_bracket_enters_whatever_the_threshold():
+    (out,) = decode(FixedLM(p_bracket=0.3, p_x=0.25), TOK, ["ab "], use_api=True, top_k=10, max_new_tokens=4,
+                    min_p=0.9)
+    assert out.called and out.text.startswith("[")
+
+
+def test_entry_curve_from_an_argmax_only_decode():
+    probe = decode(FixedLM(), TOK, ["ab ", "cd "], use_api=True, top_k=10, max_new_tokens=5, min_p=float("inf"))
+    assert not any(o.called for o in probe)
+    assert probe[0].p_enter == pytest.approx(0.2, abs=1e-5)
+    assert entry_curve(probe, [0.0, 0.1, 0.19, 0.21, 0.5]) == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert entry_curve(decode(FixedLM(), TOK, ["ab "], True, top_k=1, max_new_tokens=3, min_p=float("inf")),
+                       [0.0]) == [0.0]  # "[" never in the top 1: no rule with k = 1 enters
+
+
+# --- non-arithmetic text and the held-out template ------------------------------------------
+ARITHMETIC_WORDS = re.compile(r"\d|plus|minus|times|divided|[-+*/=×÷]")
+
+
+def test_non_arithmetic_documents_hold_no_arithmetic():
+    docs = text_docs(3000, 0)
+    assert all(is_text(d) for d in docs) and not any(is_text(d) for d in random_docs(50, 0, 6, 3))
+    assert len({d.text for d in docs}) > 1000  # varied, not a handful of sentences
+    for d in docs:
+        assert not ARITHMETIC_WORDS.search(d.text), d.text
+        TOK.encode(d.text)  # every character is in the alphabet
+    assert all(ARITHMETIC_WORDS.search(d.text) for d in random_docs(200, 0, 6, 3))  # the check can fire
+    seen = {d.text for d in docs}
+    prompts = text_prompts(300, 1, seen)
+    assert all(p.endswith(" ") and not ARITHMETIC_WORDS.search(p) for p in prompts)
+    texts = bootstrap_corpus(docs[:400], 1.0, seed=0)
+    assert all(re.search(r"\[Calculator\(\d+ [-+*/] \d+\) → -?[\d.]+\] ", t) for t in texts)  # M0 calls there too
+
+
+def test_held_out_template_occurs_in_no_training_document():
+    from toyrepro.toolformer.bootstrap import bootstrap_corpus as boot
+    from toyrepro.toolformer.config import ToolformerConfig as TC
+    from toyrepro.toolformer.stages import make_corpora
+
+    tc = TC(pretrain_docs=3000, annotate_docs=400, claim_questions=50, cell_questions=2, ppl_docs=50)
+    data = make_corpora(0, tc)
+    fixed = [part.strip() for part in re.split(r"\{\w+\}", HELD_OUT_QUESTION) if part.strip(" .")]
+    assert fixed == ["Please compute", ". The result is"]
+    texts = [d.text for d in data.pretrain + data.annotate] + boot(data.pretrain, 0.5, 0)
+    assert sum(is_text(d) for d in data.pretrain) == 750 and sum(is_text(d) for d in data.annotate) == 100
+    for part in ("Please compute", "The result is", "compute", "result"):
+        assert not any(part in t for t in texts), part
+    assert all(part not in t for t in TEMPLATES + (QUESTION,) for part in fixed)
+    assert [q.key for q in data.template_questions] == [q.key for q in data.claim_questions]
+    assert data.template_questions[0].prompt == HELD_OUT_QUESTION.format(
+        a=data.claim_questions[0].key[1], op=OPS["*"], b=data.claim_questions[0].key[2])
+    assert len(data.text_prompts) == 50 and not set(data.text_prompts) & set(texts)
 
 
 def test_answer_extraction():
@@ -228,7 +314,8 @@ def test_answer_extraction():
 
 # --- config -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("key,value", [("tau_f", -1.0), ("top_k", 0), ("tau_s", 1.5), ("bootstrap_share", 2.0),
-                                       ("weight_decrement", 0.0)])
+                                       ("weight_decrement", 0.0), ("decode_min_p", 1.5), ("decode_min_p", -0.1),
+                                       ("text_share", 1.0)])
 def test_config_rejects_out_of_range(key, value):
     cfg = ToolformerConfig(**{key: value})
     with pytest.raises(ConfigError, match=f"toolformer.{key}"):

@@ -10,6 +10,9 @@ document's own operation with probability `p_own_op` (1/2), otherwise one of the
 M0 therefore knows how a call looks, that its arguments are copied from the text and that
 its result is often (not always) the number the text states, but not *where* a call helps,
 and it often picks the wrong operation: annotation and filtering must find both.
+Non-arithmetic documents (corpus.TEXT_TEMPLATES) get their call on the same terms, with
+random operands (1–3 and 1–2 digits) and a random operation, so M0 calls in plain text as
+often as in arithmetic text and M* has to learn from the filter where a call does not help.
 (With a uniformly random operation — our first try — M0 learned not to trust results at
 all, and the filter kept almost nothing: see the README.)
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import random
 
 from toyrepro.toolformer.calculator import evaluate, format_call
-from toyrepro.toolformer.corpus import OPS, Doc, word_starts
+from toyrepro.toolformer.corpus import OPS, Doc, is_text, number, word_starts
 
 
 def with_call(text: str, position: int, expr: str, result: str | None) -> str:
@@ -32,6 +35,9 @@ def with_call(text: str, position: int, expr: str, result: str | None) -> str:
 
 def bootstrap_text(doc: Doc, rng: random.Random, p_own_op: float = 0.5) -> str:
     """The document with one random call (see module docstring)."""
+    if is_text(doc):
+        expr = f"{number(rng, rng.randint(1, 3))} {rng.choice(list(OPS))} {number(rng, rng.randint(1, 2))}"
+        return with_call(doc.text, rng.choice(word_starts(doc.text)), expr, evaluate(expr))
     op = doc.op if rng.random() < p_own_op else rng.choice([o for o in OPS if o != doc.op])
     expr = f"{doc.a} {op} {doc.b}"
     return with_call(doc.text, rng.choice(word_starts(doc.text)), expr, evaluate(expr))

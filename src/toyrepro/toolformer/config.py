@@ -22,6 +22,8 @@ class ToolformerConfig:
     # (deviation: replaces the paper's few-shot prompt P(x), App. A.1, which needs ~775M params)
     bootstrap_own_op: float = 0.5  # probability a bootstrap call uses the document's own operation
     annotate_docs: int = 400  # the corpus C that is annotated and then fine-tuned on (§2)
+    text_share: float = 0.2  # share of non-arithmetic documents (no numbers) added to M0's corpus and
+    # to C, on top of pretrain_docs / annotate_docs (ours: where a calculator cannot help, corpus.py)
     # --- sampling API calls (§2 "Sampling API Calls"; calculator values from App. A.2) ----
     tau_s: float = 0.0  # sampling threshold: keep positions with p("[") > tau_s
     top_k: int = 20  # k: at most k positions per document, the most likely to start a call
@@ -37,7 +39,9 @@ class ToolformerConfig:
     finetune_steps: int = 300  # steps for M*, the CC baseline and the unfiltered ablation alike
     finetune_lr: float = 1e-3  # peak learning rate of the fine-tunes (warmup/cosine of `optim`)
     # --- evaluation (§4.2 "Math", decoding with "[" in the top-k, at most one call) --------
-    decode_top_k: int = 10  # enter a call when "[" is among the top-k next tokens (paper: k=10)
+    decode_top_k: int = 10  # enter a call when "[" is among the top-k next tokens (paper: k=10) ...
+    decode_min_p: float = 0.0  # ... and p("[") >= decode_min_p (ours; 0 = the paper's rule). Over ~85
+    # characters "[" is in the top 10 almost everywhere; the threshold makes entry selective (README)
     max_new_tokens: int = 48  # answer tokens generated per question (call included)
     claim_questions: int = 200  # held-out 4–6-digit × 2–3-digit multiplication questions
     cell_questions: int = 20  # held-out questions per (operation, digits of a) heat-map cell
@@ -53,6 +57,9 @@ class ToolformerConfig:
             check(getattr(self, k) >= 1, f"{p}.{k}", ">= 1", getattr(self, k))
         check(0.0 <= self.bootstrap_own_op <= 1.0, f"{p}.bootstrap_own_op", "in [0, 1]", self.bootstrap_own_op)
         check(0.0 <= self.bootstrap_share <= 1.0, f"{p}.bootstrap_share", "in [0, 1]", self.bootstrap_share)
+        check(0.0 <= self.text_share < 1.0, f"{p}.text_share", "in [0, 1)", self.text_share)
+        check(0.0 <= self.decode_min_p <= 1.0, f"{p}.decode_min_p", "in [0, 1] (a probability)",
+              self.decode_min_p)
         check(0.0 <= self.tau_s < 1.0, f"{p}.tau_s", "in [0, 1) (a probability)", self.tau_s)
         check(self.tau_f >= 0.0, f"{p}.tau_f", ">= 0", self.tau_f)
         check(0.0 < self.weight_decrement <= 1.0, f"{p}.weight_decrement", "in (0, 1]", self.weight_decrement)

@@ -14,6 +14,15 @@ calculator's (`calculator.evaluate`): ÷ is rounded to 2 decimals, as in the pap
 held-out test split holds questions ("What is 48213 times 377? The answer is ") whose
 (operation, a, b) never occurs in a training document.
 
+Non-arithmetic text (ours, for the call rate where a calculator cannot help): generated
+sentences without any digit or operation word, in templates that mirror the arithmetic
+ones ("Anna lives in Lima.", "We know that Ben likes rice.", "What does Clara like? The
+answer is soup.", "Note that the fox is red. Again, the fox is red.", "Dan works as a baker
+in Oslo."); held-out prompts cut them before their last word ("What does Clara like? The
+answer is "), the place where an arithmetic document states its result. A held-out
+*question template* that no document uses, "Please compute 48213 times 377. The result
+is ", tests whether M*'s calls generalise beyond the training templates.
+
 Tokenizer (ours): one token per character over a fixed alphabet, so every digit is one
 token and "→" (not ASCII) is one token; "\\n" separates documents.
 """
@@ -36,6 +45,26 @@ TEMPLATES = (
     "Note that {a} {op} {b} is {r}. Again, {a} {op} {b} is {r}.",
 )
 QUESTION = "What is {a} {op} {b}? The answer is "  # the test prompt (template 2 without the answer)
+HELD_OUT_QUESTION = "Please compute {a} {op} {b}. The result is "  # used by no document
+# Non-arithmetic documents: no digits, no operation words (tests/test_toolformer.py checks both).
+TEXT_TEMPLATES = (
+    "{name} lives in {city}.",
+    "We know that {name} likes {food}.",
+    "What does {name} like? The answer is {food}.",
+    "Note that the {animal} is {color}. Again, the {animal} is {color}.",
+    "{name} works as a {job} in {city}.",
+)
+TEXT_WORDS = {
+    "name": ("Anna", "Ben", "Clara", "Dan", "Eva", "Finn", "Grace", "Hugo", "Ida", "Jon", "Kira", "Leo",
+             "Mia", "Nils", "Olga", "Paul", "Rosa", "Sam", "Tara", "Umar", "Vera", "Will", "Yara", "Zoe"),
+    "city": ("Lima", "Oslo", "Paris", "Rome", "Cairo", "Delhi", "Quito", "Riga", "Seoul", "Tokyo", "Vienna",
+             "Accra", "Bern", "Dakar", "Hanoi", "Kyiv", "Lagos", "Madrid", "Nairobi", "Perth"),
+    "food": ("rice", "soup", "bread", "apples", "cheese", "beans", "fish", "pasta", "honey", "pears",
+             "noodles", "olives", "tea", "figs", "corn", "plums"),
+    "animal": ("fox", "cat", "dog", "owl", "hen", "bear", "wolf", "crow", "frog", "goat", "horse", "seal"),
+    "color": ("red", "blue", "green", "brown", "black", "white", "grey", "gold", "pink", "orange"),
+    "job": ("baker", "nurse", "pilot", "farmer", "teacher", "painter", "doctor", "driver", "singer", "tailor"),
+}
 ALPHABET = (
     "\n !\"'(),-./0123456789:;?[]*+=_"
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ→×÷"
@@ -85,6 +114,39 @@ class Doc:
         return (self.op, self.a, self.b)
 
 
+def is_text(doc: Doc) -> bool:
+    """A non-arithmetic document (no operation, no numbers)."""
+    return doc.op == ""
+
+
+def text_doc(rng: random.Random) -> Doc:
+    """One non-arithmetic document (`TEXT_TEMPLATES`, words from `TEXT_WORDS`); op "" and a = b = 0."""
+    words = {k: rng.choice(v) for k, v in TEXT_WORDS.items()}
+    return Doc(rng.choice(TEXT_TEMPLATES).format(**words), "", 0, 0, "")
+
+
+def text_docs(n: int, seed: int) -> list[Doc]:
+    rng = random.Random(60_013 + seed)
+    return [text_doc(rng) for _ in range(n)]
+
+
+def text_share_count(n: int, share: float) -> int:
+    """Non-arithmetic documents to add to `n` arithmetic ones so that they are `share` of all."""
+    return round(n * share / (1.0 - share))
+
+
+def text_prompts(n: int, seed: int, exclude: set[str]) -> list[str]:
+    """`n` held-out non-arithmetic prompts: documents whose text is not in `exclude`, cut before
+    their last word (the place of an arithmetic document's result)."""
+    rng = random.Random(70_001 + seed)
+    out: list[str] = []
+    while len(out) < n:
+        d = text_doc(rng)
+        if d.text not in exclude:
+            out.append(d.text[: d.text.rindex(" ") + 1])
+    return out
+
+
 def number(rng: random.Random, digits: int) -> int:
     return rng.randint(10 ** (digits - 1) if digits > 1 else 1, 10**digits - 1)
 
@@ -120,9 +182,15 @@ class Question:
     key: tuple[str, int, int]
 
 
-def make_question(op: str, a: int, b: int) -> Question:
-    return Question(QUESTION.format(a=a, op=OPS[op], b=b), evaluate(f"{a} {op} {b}") or "",
+def make_question(op: str, a: int, b: int, template: str = QUESTION) -> Question:
+    return Question(template.format(a=a, op=OPS[op], b=b), evaluate(f"{a} {op} {b}") or "",
                     op, len(str(a)), len(str(b)), (op, a, b))
+
+
+def in_template(q: Question, template: str) -> Question:
+    """The same question (operation and operands) asked in another template."""
+    op, a, b = q.key
+    return make_question(op, a, b, template)
 
 
 def held_out_questions(seed: int, claim_n: int, cell_n: int, max_a: int, max_b: int) -> tuple[list, list]:

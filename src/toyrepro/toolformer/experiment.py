@@ -47,6 +47,9 @@ def claims(cfg=None) -> list[Claim]:
               f"{SRC} Table 4", "<=", 0.20, scales=q),
         Claim("call_rate", "share of those questions on which M* calls the calculator",
               f"{SRC} §4.2 (97.9 % of math examples)", ">=", 0.90, scales=q),
+        Claim("text_call_rate", "share of held-out non-arithmetic prompts (no numbers; a calculator cannot "
+              "help) on which M* with the API starts a call", f"{SRC} §2, §4.2 (the model decides when to call)",
+              "<=", 0.10, scales=q),
         Claim("filter_precision", "kept calls whose result appears in the next 5 tokens (raw rate in note)",
               f"{SRC} §2 filtering", ">=", 0.80, scales=q),
         Claim("filter_beats_unfiltered", "accuracy of M* minus accuracy of M* trained on unfiltered calls",
@@ -72,7 +75,7 @@ def run(ctx: RunContext) -> None:
     card.record("future_leak", filt.leak_rate, f"{filt.leaks} of {len(filt.kept)} kept calls")
     models = finetune(ctx, tok, model_cfg, m0_path, data, scored, filt.kept)   # M*, M0 + CC, unfiltered
     results, grids = evaluate(ctx, tok, data, {                     # Table 4's rows: (model, API on)
-        "M0": (m0, False), "M0 + CC": (models["finetune_cc"], False),
+        "M0": (m0, False), "M0 (with API)": (m0, True), "M0 + CC": (models["finetune_cc"], False),
         "M* (API disabled)": (models["finetune_toolformer"], False),
         "M* (Toolformer)": (models["finetune_toolformer"], True),
         "M* unfiltered": (models["finetune_unfiltered"], True),
@@ -80,11 +83,17 @@ def run(ctx: RunContext) -> None:
 
     n_q = f"{len(data.claim_questions)} questions"
     tool, tool_off = results["M* (Toolformer)"], results["M* (API disabled)"]
-    card.record("tool_accuracy", tool["accuracy"], n_q)
-    card.record("tool_accuracy_full", tool["accuracy"], n_q)
+    tmpl = f"{n_q}; the same questions in a held-out template: {tool['template_accuracy']:.3f} " \
+           f"(call rate {tool['template_call_rate']:.3f})"
+    card.record("tool_accuracy", tool["accuracy"], tmpl)
+    card.record("tool_accuracy_full", tool["accuracy"], tmpl)
     base = {n: results[n]["accuracy"] for n in ("M0", "M0 + CC", "M* (API disabled)")}
     card.record("baselines_fail", max(base.values()), ", ".join(f"{n} {v:.3f}" for n, v in base.items()))
-    card.record("call_rate", tool["call_rate"])
+    m0_api = results["M0 (with API)"]
+    card.record("call_rate", tool["call_rate"], f"M0 with the API {m0_api['call_rate']:.3f}")
+    card.record("text_call_rate", tool["text_call_rate"],
+                f"{len(data.text_prompts)} prompts, entry p(\"[\") >= {tc.decode_min_p:g}; "
+                f"M0 with the API {m0_api['text_call_rate']:.3f}")
     unf = results["M* unfiltered"]["accuracy"]
     card.record("filter_beats_unfiltered", tool["accuracy"] - unf, f"M* {tool['accuracy']:.3f}, unfiltered {unf:.3f}")
     ppl_cc = results["M0 + CC"]["perplexity"]

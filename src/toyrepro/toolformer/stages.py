@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,20 @@ from toyrepro.core.transformer import GPT, GPTConfig
 from toyrepro.toolformer.annotate import Candidate, annotate
 from toyrepro.toolformer.bootstrap import bootstrap_corpus, with_call
 from toyrepro.toolformer.corpus import (
+    HELD_OUT_QUESTION,
     OPS,
     CharTokenizer,
     Doc,
     Question,
     held_out_questions,
+    in_template,
     join,
     random_docs,
+    text_docs,
+    text_prompts,
+    text_share_count,
 )
-from toyrepro.toolformer.decoding import decode
+from toyrepro.toolformer.decoding import decode, entry_curve
 from toyrepro.toolformer.evaluation import (
     OP_NAMES,
     accuracy,
@@ -52,24 +57,34 @@ log = logging.getLogger("toyrepro")
 @dataclass
 class Corpora:
     """Documents for pretraining M0, for annotation (C) and for held-out perplexity, and the
-    held-out questions (never seen in any document)."""
+    held-out questions (never seen in any document): the claim set, the same questions in a
+    template no document uses, the heat-map grid, and non-arithmetic prompts."""
 
     claim_questions: list[Question]
     grid_questions: list[Question]
-    pretrain: list[Doc]
-    annotate: list[Doc]
-    held_out: list[Doc]
+    pretrain: list[Doc]  # arithmetic and non-arithmetic documents, shuffled
+    annotate: list[Doc]  # arithmetic documents, then the non-arithmetic ones
+    held_out: list[Doc]  # arithmetic only (the perplexity of `ppl_not_hurt`, unchanged)
     key: dict  # what determines the documents (part of every cache key)
+    template_questions: list[Question] = field(default_factory=list)  # claim set in HELD_OUT_QUESTION
+    text_prompts: list[str] = field(default_factory=list)  # non-arithmetic, as many as claim questions
 
 
 def make_corpora(seed: int, tc) -> Corpora:
     claim_qs, grid_qs = held_out_questions(seed, tc.claim_questions, tc.cell_questions, tc.max_a_digits,
                                            tc.max_b_digits)
     held = {q.key for q in claim_qs + grid_qs}
-    docs = [random_docs(n, offset + seed, tc.max_a_digits, tc.max_b_digits, held)
-            for n, offset in ((tc.pretrain_docs, 0), (tc.annotate_docs, 1_000), (tc.ppl_docs, 2_000))]
-    key = {"max_a": tc.max_a_digits, "max_b": tc.max_b_digits, "exclude": len(held)}
-    return Corpora(claim_qs, grid_qs, *docs, key=key)
+    pretrain, annotate, held_out = [random_docs(n, offset + seed, tc.max_a_digits, tc.max_b_digits, held)
+                                    for n, offset in ((tc.pretrain_docs, 0), (tc.annotate_docs, 1_000),
+                                                      (tc.ppl_docs, 2_000))]
+    pretrain = pretrain + text_docs(text_share_count(tc.pretrain_docs, tc.text_share), 3_000 + seed)
+    random.Random(50_021 + seed).shuffle(pretrain)
+    annotate = annotate + text_docs(text_share_count(tc.annotate_docs, tc.text_share), 4_000 + seed)
+    seen = {d.text for d in pretrain + annotate}
+    key = {"max_a": tc.max_a_digits, "max_b": tc.max_b_digits, "exclude": len(held), "text_share": tc.text_share}
+    return Corpora(claim_qs, grid_qs, pretrain, annotate, held_out, key=key,
+                   template_questions=[in_template(q, HELD_OUT_QUESTION) for q in claim_qs],
+                   text_prompts=text_prompts(len(claim_qs), 5_000 + seed, seen))
 
 
 def train_lm(ctx: RunContext, model: GPT, tok: CharTokenizer, texts: list[str], val_texts: list[str],
@@ -198,39 +213,77 @@ def finetune(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, m0_path:
     return models
 
 
+ENTRY_THRESHOLDS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]  # entry-rule sweep (decoding.py)
+
+
 def evaluate(ctx: RunContext, tok: CharTokenizer, data: Corpora, rows: dict[str, tuple[GPT, bool]]
              ) -> tuple[dict[str, dict], dict[str, list]]:
-    """Table 4: each (model, API on/off) on the held-out questions, by operation and digits, and
-    held-out perplexity."""
+    """Table 4: each (model, API on/off) on the held-out questions, by operation and digits, the
+    same questions in the held-out template, non-arithmetic prompts, and held-out perplexity.
+    For rows with the API, also the entry-rule sweep: call rates for every threshold in
+    `ENTRY_THRESHOLDS` from one decode that enters only where "[" is the argmax."""
     tc = ctx.cfg.toolformer
-    claim_qs, grid_qs = data.claim_questions, data.grid_questions
-    prompts_c, prompts_g = [q.prompt for q in claim_qs], [q.prompt for q in grid_qs]
+    claim_qs, grid_qs, tmpl_qs = data.claim_questions, data.grid_questions, data.template_questions
+    parts = {"claim": [q.prompt for q in claim_qs], "grid": [q.prompt for q in grid_qs],
+             "template": [q.prompt for q in tmpl_qs], "text": list(data.text_prompts)}
+    prompts = [p for ps in parts.values() for p in ps]
     val_texts = [d.text for d in data.held_out]
     results, grids = {}, {}
+
+    def split(outs: list) -> dict[str, list]:
+        out, s = {}, 0
+        for name, ps in parts.items():
+            out[name], s = outs[s : s + len(ps)], s + len(ps)
+        return out
+
     for name, (model, api) in rows.items():
-        outs = decode(model, tok, prompts_c + prompts_g, api, tc.decode_top_k, tc.max_new_tokens, tc.eval_batch)
-        out_c, out_g = outs[: len(prompts_c)], outs[len(prompts_c) :]
+        o = split(decode(model, tok, prompts, api, tc.decode_top_k, tc.max_new_tokens, tc.eval_batch,
+                         tc.decode_min_p))
         ppl = perplexity(model, tok, val_texts, tc.score_batch)
-        grids[name] = accuracy_grid(grid_qs, out_g, tc.max_a_digits)
-        results[name] = {"accuracy": accuracy(claim_qs, out_c), "call_rate": call_rate(out_c),
-                         "grid_accuracy": accuracy(grid_qs, out_g), "perplexity": ppl,
+        grids[name] = accuracy_grid(grid_qs, o["grid"], tc.max_a_digits)
+        results[name] = {"api": api, "accuracy": accuracy(claim_qs, o["claim"]), "call_rate": call_rate(o["claim"]),
+                         "template_accuracy": accuracy(tmpl_qs, o["template"]),
+                         "template_call_rate": call_rate(o["template"]), "text_call_rate": call_rate(o["text"]),
+                         "grid_accuracy": accuracy(grid_qs, o["grid"]), "perplexity": ppl,
                          **{f"grid_{OP_NAMES[op]}": float(np.nanmean(row)) for op, row in zip(OPS, grids[name])},
-                         "example": prompts_c[0] + out_c[0].text.rstrip("\n")}
+                         "example": parts["claim"][0] + o["claim"][0].text.rstrip("\n"),
+                         "template_example": parts["template"][0] + o["template"][0].text.rstrip("\n"),
+                         "text_example": parts["text"][0] + o["text"][0].text.rstrip("\n")}
+        if api:  # the same prompts, entering only at an argmax "[": p_enter for every threshold at once
+            probe = decode(model, tok, parts["claim"] + parts["text"], True, tc.decode_top_k,
+                           tc.max_new_tokens, tc.eval_batch, min_p=float("inf"))
+            n = len(parts["claim"])
+            results[name]["entry_sweep"] = {"thresholds": ENTRY_THRESHOLDS,
+                                            "claim": entry_curve(probe[:n], ENTRY_THRESHOLDS),
+                                            "text": entry_curve(probe[n:], ENTRY_THRESHOLDS)}
         log.info("evaluate %-18s %s", name, results[name])
     for k, r in enumerate(results.values()):
-        ctx.log_metrics("evaluate", {f"eval/{key}": v for key, v in r.items() if key != "example"}, step=k)
+        ctx.log_metrics("evaluate", {f"eval/{key}": float(v) for key, v in r.items()
+                                     if isinstance(v, (int, float))}, step=k)
     return results, grids
 
 
 def table4(results: dict, stats: dict, precision: float, raw: float, leak: float) -> str:
     ops = [OP_NAMES[op] for op in OPS]
-    lines = ["| model | API | × 4–6 by 2–3 digits | call rate | " + " | ".join(f"{o} (grid)" for o in ops)
-             + " | all (grid) | held-out ppl (API disabled) |", "|---|---|---|---|" + "---|" * len(ops) + "---|---|"]
+    lines = ["| model | API | × 4–6 by 2–3 digits | call rate | held-out template | its call rate "
+             "| non-arithmetic call rate | " + " | ".join(f"{o} (grid)" for o in ops)
+             + " | all (grid) | held-out ppl (API disabled) |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(ops) + "---|---|"]
     for name, r in results.items():
-        api = "on" if name in ("M* (Toolformer)", "M* unfiltered") else "off"
-        lines.append(f"| {name} | {api} | {r['accuracy']:.3f} | {r['call_rate']:.3f} | "
+        lines.append(f"| {name} | {'on' if r['api'] else 'off'} | {r['accuracy']:.3f} | {r['call_rate']:.3f} | "
+                     f"{r['template_accuracy']:.3f} | {r['template_call_rate']:.3f} | {r['text_call_rate']:.3f} | "
                      + " | ".join(f"{r[f'grid_{o}']:.3f}" for o in ops)
                      + f" | {r['grid_accuracy']:.3f} | {r['perplexity']:.4f} |")
     lines += ["", f"filter: {stats}; precision {precision:.3f} (raw {raw:.3f}); future leaks {leak:.3f}", ""]
-    lines += [f"- {name}: `{r['example']}`" for name, r in results.items()]
+    sweeps = {n: r["entry_sweep"] for n, r in results.items() if "entry_sweep" in r}
+    if sweeps:
+        ts = next(iter(sweeps.values()))["thresholds"]
+        lines += ["Entry rule sweep: share of inputs that enter a call when the rule is p(\"[\") >= t (with \"[\" "
+                  "in the top k; an argmax \"[\" always enters); claim questions / non-arithmetic prompts", "",
+                  "| model | " + " | ".join(f"t = {t:g}" for t in ts) + " |", "|---|" + "---|" * len(ts)]
+        lines += [f"| {n} | " + " | ".join(f"{c:.3f} / {x:.3f}" for c, x in zip(sw["claim"], sw["text"])) + " |"
+                  for n, sw in sweeps.items()]
+        lines.append("")
+    for key in ("example", "template_example", "text_example"):
+        lines += [f"- {name}: `{r[key]}`" for name, r in results.items()]
     return "\n".join(lines) + "\n"

@@ -138,10 +138,10 @@ def test_quick_grid_has_the_points_the_sweep_config_runs():
     # one learning-rate rule, lr ∝ 1/width: the width-64 model gets optim.lr, width 16 four times it
     assert {p.n_embd: learning_rate(cfg, p) for p in points(cfg)} == \
            {w: pytest.approx(cfg.optim.lr * 64 / w) for w in (16, 24, 48, 64)}
-    # third protocol: one ladder of 400-1600 steps for every size, and the arm's unique-data run is
-    # the grid's (2, 48) model at 800 steps (819k tokens)
+    # fourth protocol: one ladder of 800-3200 steps for every size, and the arm's unique-data run is
+    # the grid's (2, 48) model at 800 steps (819k tokens), as under the third
     grid = [p for p in points(cfg) if p.epochs == 1]
-    assert {tuple(p.steps for p in grid if p.size == i) for i in range(5)} == {(400, 800, 1200, 1600)}
+    assert {tuple(p.steps for p in grid if p.size == i) for i in range(5)} == {(800, 1600, 2400, 3200)}
     arm = [p for p in points(cfg) if p.epochs > 1]
     assert {(p.n_layer, p.n_embd, p.steps) for p in arm} == {(2, 48, 800)}
 
@@ -156,8 +156,8 @@ def test_budget_scale_gives_each_size_its_own_ladder():
         cfg = compose("config", ["experiment=scaling", "scale=quick", "scaling.budget_scale=[1,1,1.25,1.41421356,1.75]"])
     grid = [p for p in points(cfg) if p.epochs == 1]
     assert [[p.steps for p in grid if p.size == i] for i in range(5)] == [
-        [400, 800, 1200, 1600], [400, 800, 1200, 1600], [500, 1000, 1500, 2000], [566, 1131, 1697, 2263],
-        [700, 1400, 2100, 2800]]
+        [800, 1600, 2400, 3200], [800, 1600, 2400, 3200], [1000, 2000, 3000, 4000], [1131, 2263, 3394, 4525],
+        [1400, 2800, 4200, 5600]]
     arm = [p for p in points(cfg) if p.epochs > 1]  # the arm follows its size's ladder
     assert {p.steps for p in arm} == {1131} and tokens(cfg, arm[0]) == 1131 * 16 * 64
 

@@ -35,8 +35,8 @@ class ScalingConfig:
     layers: list[int] = field(default_factory=lambda: [1, 1, 3, 2, 3])  # n_layer of each model size
     widths: list[int] = field(default_factory=lambda: [16, 24, 24, 48, 64])  # n_embd of each model size
     head_dim: int = 8  # n_head = width // head_dim (every width must be a multiple)
-    # third protocol: 400-1600 steps of 16 windows, D = 410k-1.64M for every size (no 100-200-step budget)
-    steps: list[int] = field(default_factory=lambda: [400, 800, 1200, 1600])  # training steps of each token budget
+    # fourth protocol: 800-3200 steps of 16 windows, D = 819k-3.28M for every size (the third's 400-1600, doubled)
+    steps: list[int] = field(default_factory=lambda: [800, 1600, 2400, 3200])  # training steps of each token budget
     budget_scale: list[float] = field(default_factory=list)  # size i trains round(steps[j] * budget_scale[i]) steps at budget j; [] = `steps` for every size
     lr_width: int = 64  # lr of size i = optim.lr * lr_width / widths[i] (lr ∝ 1/width, one rule for every size); 0 = optim.lr for every size
     warmup_fraction: float = 0.05  # linear warm-up, as a fraction of each run; then cosine to the run's end (Hoffmann §3, App. B: the cycle matches the run)
@@ -48,7 +48,7 @@ class ScalingConfig:
     bootstrap_starts: int = 4  # L-BFGS starts per bootstrap refit (plus the full fit's optimum)
     # -- the data-constrained arm (Muennighoff §4-5) --------------------------------------------
     repeat_size: int = 3  # index into widths/layers of the model the repetition arm trains
-    repeat_budget: int = 1  # index into steps of its token budget (-1 = the largest): compute fixed (quick: size 3 x 800 steps = 819k tokens)
+    repeat_budget: int = 0  # index into steps of its token budget (-1 = the largest): compute fixed (quick: size 3 x 800 steps = 819k tokens)
     epochs: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # unique data = D / epochs, repeated to D tokens (1 = the main grid's run)
     # -- data and evaluation ------------------------------------------------------------------
     max_files: int = 100_000  # stdlib .py files of the gpt experiment's corpus (gpt/corpus.py); 100000 = all pure-ASCII ones

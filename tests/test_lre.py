@@ -16,6 +16,7 @@ from toyrepro.lre.evaluate import read_states
 from toyrepro.lre.jacobian import (
     SuffixRunner,
     decoding_subspace,
+    group_jacobians,
     jacobian,
     jacobian_loop,
     layer_jacobians,
@@ -118,6 +119,27 @@ def test_all_layer_jacobians_in_one_pass_equal_one_layer_at_a_time(gpt, hf):
         one = jacobian(partial(runner, layer=layer), hs[layer][0, pos])
         torch.testing.assert_close(together[layer], one, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(projected[layer], proj @ proj.T @ one, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("hf", [False, True])
+def test_group_jacobians_equal_each_prompts_own(gpt, hf):
+    """G prompts in one jacrev (rows of one batch, the gradient of sum_g z_g) give each prompt's
+    own dz/dh at every layer, with and without the projection and with a row chunk; prompts that
+    differ before the subject must not leak into each other's Jacobians."""
+    lm = HFCausalLM(gpt.to_hf(), ByteTokenizer()) if hf else GPTLM(gpt)
+    ids = torch.randint(0, 64, (3, 11), generator=torch.Generator().manual_seed(9))
+    pos, layers = 6, [0, 2]
+    proj = decoding_subspace(lm, [3, 5, 9, 11], 4)
+    group = SuffixRunner(lm, ids, pos)
+    for p, chunk in [(None, 0), (proj, 2)]:
+        together = group_jacobians(group, layers, p, chunk)
+        for g in range(3):
+            alone = layer_jacobians(SuffixRunner(lm, ids[g], pos), layers, p)
+            for layer in layers:
+                assert together[layer].shape == (3, 16, 16)
+                torch.testing.assert_close(together[layer][g], alone[layer], atol=1e-5, rtol=1e-4)
+        J = together[2]
+        assert (J[0] - J[1]).abs().max() > 0.05 * J[0].abs().max()  # the prompts' Jacobians do differ
 
 
 @pytest.mark.parametrize("hf", [False, True])

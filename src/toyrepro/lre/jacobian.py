@@ -101,8 +101,9 @@ class SuffixRunner:
 
 
     def shifted(self, deltas: torch.Tensor, layers: list[int]) -> torch.Tensor:
-        """z (D,) of a one-prompt runner with deltas[m] (k, D) added to hidden state layers[m] at the
-        subject's last token. jacrev of this at deltas = 0 gives dz/dh at every layer in one pass."""
+        """z of the runner's prompts with deltas[m] added to hidden state layers[m] at the subject's
+        last token: deltas (L, D) -> z (D,) for a one-prompt runner, (L, G, D) -> z (G, D) for G
+        prompts. jacrev of this at deltas = 0 gives dz/dh at every layer in one pass."""
         patches = [AddPatch(layer, 0, deltas[m]) for m, layer in enumerate(layers)]
         if isinstance(self.lm, GPTLM):
             def fn(i, h):
@@ -110,15 +111,17 @@ class SuffixRunner:
                     h = p.apply(h) if p.layer == i else h
                 return h
 
-            return self.lm.model(self.suffix, past_kv=self.cache, patch=fn, output_hidden_states=True).hidden_states[-1][0, -1]
-        store: list = [None] * (self.lm.n_layers + 1)
-        base = getattr(self.lm.model, "model", None) or self.lm.model.transformer
-        with ExitStack() as stack:
-            for p in patches:
-                stack.enter_context(self.lm._hooks(p, None))
-            stack.enter_context(self.lm._hooks(None, store))
-            base(input_ids=self.suffix, past_key_values=copy.deepcopy(self.cache), use_cache=self.cache is not None)
-        return store[-1][0, -1]
+            z = self.lm.model(self.suffix, past_kv=self.cache, patch=fn, output_hidden_states=True).hidden_states[-1][:, -1]
+        else:
+            store: list = [None] * (self.lm.n_layers + 1)
+            base = getattr(self.lm.model, "model", None) or self.lm.model.transformer
+            with ExitStack() as stack:
+                for p in patches:
+                    stack.enter_context(self.lm._hooks(p, None))
+                stack.enter_context(self.lm._hooks(None, store))
+                base(input_ids=self.suffix, past_key_values=copy.deepcopy(self.cache), use_cache=self.cache is not None)
+            z = store[-1][:, -1]
+        return z[0] if deltas.dim() == 2 else z
 
 
 @torch.no_grad()
@@ -151,7 +154,9 @@ def expand_cache(lm: LM, cache, G: int):
 @contextmanager
 def eager_attention(lm: LM):
     """HF models: matmul attention while differentiating (vmap has no batching rule for the CPU
-    SDPA backward and loops, ~2x slower). Restored on exit. No-op for our GPT."""
+    SDPA backward and loops, ~2x slower). Restored on exit. No-op for our GPT: its fused SDPA
+    falls back to that loop too, yet measured faster than the math backend on the toy
+    (8-prompt Jacobian 11-12 ms vs 13 ms; benchmarks/lre_jacobian.py)."""
     if not isinstance(lm, HFCausalLM):
         yield
         return
@@ -175,7 +180,19 @@ def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
 
 def layer_jacobians(runner: SuffixRunner, layers: list[int], proj: torch.Tensor | None = None,
                     chunk: int = 0) -> dict[int, torch.Tensor]:
-    """{layer: dz/dh_layer (D, D)} for one prompt, every layer from one jacrev (see `shifted`).
+    """{layer: dz/dh_layer (D, D)} for a one-prompt runner, every layer from one jacrev."""
+    return {layer: J[0] for layer, J in group_jacobians(runner, layers, proj, chunk).items()}
+
+
+def group_jacobians(runner: SuffixRunner, layers: list[int], proj: torch.Tensor | None = None,
+                    chunk: int = 0) -> dict[int, torch.Tensor]:
+    """{layer: (G, D, D)} Jacobians dz_g/dh_g of the runner's G prompts, every layer and every
+    prompt from one jacrev.
+
+    The prompts are rows of one batch, so z_g depends on prompt g's own shift only: the gradient
+    of row r of sum_g z_g with respect to the (L, G, D) shifts is, at [m, g], row r of prompt g's
+    Jacobian at layer layers[m]. One vmapped backward per row thus serves all G prompts (the zero
+    cross-prompt terms are never formed); `chunk` counts rows, each a backward over G prompts.
 
     Memory: jacrev runs under `torch.no_grad()`, which torch.func's transforms see through (they
     still differentiate `f`) but which stops ordinary autograd from recording a second graph
@@ -185,12 +202,16 @@ def layer_jacobians(runner: SuffixRunner, layers: list[int], proj: torch.Tensor 
     2 layers, CPU) 8.6-9.8 GB resident per prompt whatever the row chunk, and 28-30 s (mostly
     page faults) instead of 4.4 s; two prompts' graphs alive at once passed 15.9 GB.
     """
-    D = runner.lm.d_model
-    zero = torch.zeros(len(layers), D, device=runner.lm.device)
-    f = (lambda d: runner.shifted(d, layers)) if proj is None else (lambda d: proj.T @ runner.shifted(d, layers))
+    zero = torch.zeros(len(layers), runner.G, runner.lm.d_model, device=runner.lm.device)
+
+    def f(d):
+        z = runner.shifted(d, layers).sum(0)
+        return z if proj is None else proj.T @ z
+
     with torch.no_grad():
-        J = torch.func.jacrev(f, chunk_size=chunk or None)(zero)  # (rows, k, D)
-    return {layer: (J[:, m] if proj is None else proj @ J[:, m]) for m, layer in enumerate(layers)}
+        J = torch.func.jacrev(f, chunk_size=chunk or None)(zero)  # (rows, L, G, D)
+    return {layer: (J[:, m].transpose(0, 1) if proj is None else proj @ J[:, m].transpose(0, 1))
+            for m, layer in enumerate(layers)}
 
 
 def jacobian_loop(fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:

@@ -33,4 +33,31 @@ def test_time_to_scorecard_times_a_real_run(tmp_path, monkeypatch):
     res = time_to_scorecard.run(tiny=True)
     fig = res["figures"]["gpt"]
     assert fig["wall_s"] > 0 and fig["cpu_s"] > 0, fig
+    assert fig["passed"] is True and fig["failed_claims"] == [], fig  # smoke scores no claim
+    assert res["problems"] == []
     assert json.loads((tmp_path / "time_to_scorecard_smoke.json").read_text())["figures"]["gpt"] == fig
+
+
+def test_test_quick_names_each_failed_claim_crash_and_overrun(tmp_path):
+    """`make test-quick`'s verdict: one line per failed quick claim set, crash and run over 1.5x budget."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import time_to_scorecard as tts
+
+    card = tmp_path / "runs" / "icl" / "2026-12-01_00-00-00" / "scorecard.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"passed": False, "claims": [
+        {"id": "a", "passed": True}, {"id": "b", "passed": False}, {"id": "c", "passed": None}]}))
+    assert tts.scorecard_claims(tmp_path) == {"passed": False, "claims": 2, "failed_claims": ["b"]}
+    ok = {"wall_s": 60.0, "cpu_s": 50.0, "load_before": 1.0, "load_after": 1.0, "passed": True, "failed_claims": []}
+    figures = {
+        "gpt": ok,
+        "icl": ok | {"passed": False, "failed_claims": ["b", "d"]},
+        "lre": ok | {"wall_s": 8 * 60.0},
+        "rlhf": {**ok, "error": "exit 1: Traceback ...\nValueError: boom\n"},
+    }
+    assert tts.problems(figures, {"gpt": 1, "icl": 10, "lre": 5, "rlhf": 10}) == [
+        "icl: quick claims failed: b, d",
+        "lre: 8.0 min wall > 1.5 x its 5-minute budget (CPU 0.8 min, load 1.0 -> 1.0)",
+        "rlhf: crashed or wrote no single scorecard: ValueError: boom",
+    ]
+    assert tts.problems({"gpt": ok | {"wall_s": 89.0}}, {"gpt": 1}) == []  # 1.48 min: within 1.5x

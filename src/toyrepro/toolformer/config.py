@@ -46,7 +46,8 @@ class ToolformerConfig:
     # from plain text for every t in [0.01, 0.9] (call rates 1.0 / 0.0); 0.1 is that band's log-middle,
     # ~8x the uniform 1/85, still below the argmax rule (a call at 10 % is taken). README, "Entry rule".
     max_new_tokens: int = 48  # answer tokens generated per question (call included)
-    claim_questions: int = 200  # held-out 4–6-digit × 2–3-digit multiplication questions
+    claim_questions: int = 200  # held-out 4–6-digit × 2–3-digit multiplication questions; the same
+    # questions in the held-out template, and as many non-arithmetic prompts (corpus.py)
     cell_questions: int = 20  # held-out questions per (operation, digits of a) heat-map cell
     ppl_docs: int = 400  # held-out plain documents scored for perplexity (Table 8)
     eval_batch: int = 256  # questions decoded at once

@@ -4,7 +4,9 @@
       -> fine-tune M0 on C* = M*            (the paper's Toolformer)
       -> fine-tune M0 on C (no calls)        (the paper's "GPT-J + CC" baseline)
       -> fine-tune M0 on unfiltered calls    (ablation)
-    -> evaluate on held-out questions with the API on / disabled, and held-out perplexity.
+    -> evaluate on held-out questions with the API on / disabled (M0 too, both ways), the same
+       questions in a template no document uses, non-arithmetic prompts (the call rate where
+       a calculator cannot help), and held-out perplexity.
 
 Each stage is one function of `toolformer/stages.py`. M0 and the scored candidates are
 stage artefacts cached by the hash of what determines them (`core.stage.cached_stage`), so a

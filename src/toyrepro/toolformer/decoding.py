@@ -15,7 +15,8 @@ After the one call "[" is banned (logit −inf), so the text holds at most one c
 Each `Decoded` carries `p_enter`, the largest entry score seen before a call was entered
 (p("[") at a step where "[" is in the top k, 1 where it is the argmax, −1 if never in the
 top k). Decoding is greedy and identical for every `min_p` up to the step where a call is
-entered, so a run with `min_p` = ∞ (only argmax entries) tells, for every threshold t at
+entered, so a run with `min_p` = ∞ (no call is ever entered: an argmax "[" is emitted as
+text after its score 1 is recorded) tells, for every threshold t at
 once, whether that rule would enter a call: p_enter ≥ t (`entry_curve`).
 
 Batched: prompts of the same token length are decoded together with a KV cache; forced

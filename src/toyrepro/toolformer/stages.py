@@ -221,7 +221,8 @@ def evaluate(ctx: RunContext, tok: CharTokenizer, data: Corpora, rows: dict[str,
     """Table 4: each (model, API on/off) on the held-out questions, by operation and digits, the
     same questions in the held-out template, non-arithmetic prompts, and held-out perplexity.
     For rows with the API, also the entry-rule sweep: call rates for every threshold in
-    `ENTRY_THRESHOLDS` from one decode that enters only where "[" is the argmax."""
+    `ENTRY_THRESHOLDS` from one decode with min_p = inf, which never enters a call but records
+    each input's entry score (`decoding.entry_curve`)."""
     tc = ctx.cfg.toolformer
     claim_qs, grid_qs, tmpl_qs = data.claim_questions, data.grid_questions, data.template_questions
     parts = {"claim": [q.prompt for q in claim_qs], "grid": [q.prompt for q in grid_qs],

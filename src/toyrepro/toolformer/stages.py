@@ -250,7 +250,7 @@ def evaluate(ctx: RunContext, tok: CharTokenizer, data: Corpora, rows: dict[str,
                          "example": parts["claim"][0] + o["claim"][0].text.rstrip("\n"),
                          "template_example": parts["template"][0] + o["template"][0].text.rstrip("\n"),
                          "text_example": parts["text"][0] + o["text"][0].text.rstrip("\n")}
-        if api:  # the same prompts, entering only at an argmax "[": p_enter for every threshold at once
+        if api:  # the same prompts with min_p = inf (no call entered): p_enter for every threshold at once
             probe = decode(model, tok, parts["claim"] + parts["text"], True, tc.decode_top_k,
                            tc.max_new_tokens, tc.eval_batch, min_p=float("inf"))
             n = len(parts["claim"])

@@ -158,3 +158,23 @@ def test_bad_input_is_refused_with_one_line(override, message):
     with pytest.raises(ConfigError) as e:
         schema.validate(cfg)
     assert str(e.value) == message
+
+
+def test_probe_finding_is_measured_but_does_not_decide_the_verdict():
+    """Issue 18: the Akyürek probe is a finding "scored if it holds on every seed" (over seeds, in the write-up),
+    so a quick run whose five claims pass passes even when the probe misses 0.8; a failed claim still fails it."""
+    from toyrepro.core.scorecard import Scorecard
+    from toyrepro.icl.experiment import claims
+
+    def card(probe_r2: float, error_after: float) -> Scorecard:
+        c = Scorecard("icl", 0, "quick").declare(claims())
+        for cid, v in [("error_after_d_plus_2", error_after), ("vs_least_squares", 0.01), ("min_norm_curve", 0.05),
+                       ("beats_knn_averaging", 5.0), ("noisy_vs_ridge", 0.05), ("finding_probe_w_hat", probe_r2)]:
+            c.record(cid, v)
+        c.evaluate()
+        return c
+
+    missed = card(probe_r2=0.05, error_after=0.01)
+    assert missed.passed and missed.claim("finding_probe_w_hat").passed is None
+    assert missed.claim("finding_probe_w_hat").value == pytest.approx(0.05)
+    assert not card(probe_r2=0.95, error_after=0.2).passed

@@ -29,6 +29,7 @@ class ICLConfig:
     # -- the noisy variant's model (Garg §4 "noisy linear regression") ---------------------------
     noisy_steps: int = 0  # training steps of the noisy-label model; 0 = trainer.max_steps
     noisy_init: str = "clean"  # clean = start from the trained noiseless model (deviation); scratch = Garg
+    noisy_lr: float = 0.0  # peak learning rate of the noisy stage (warm-up + cosine of `optim`); 0 = optim.lr
     # -- evaluation (Garg Fig. 2 and §4) ------------------------------------------------------
     eval_prompts: int = 4000  # held-out prompts every error curve is averaged over (same prompts for all methods)
     knn_neighbors: int = 3  # the nearest-neighbour baseline's k (Garg: 3)
@@ -52,6 +53,7 @@ class ICLConfig:
               self.points_start)
         check(self.noisy_steps >= 0, f"{p}.noisy_steps", ">= 0 (0 = trainer.max_steps)", self.noisy_steps)
         check(self.noisy_init in ("clean", "scratch"), f"{p}.noisy_init", "clean or scratch", self.noisy_init)
+        check(self.noisy_lr >= 0, f"{p}.noisy_lr", ">= 0 (0 = optim.lr)", self.noisy_lr)
         check(self.eval_prompts >= 10, f"{p}.eval_prompts", ">= 10", self.eval_prompts)
         check(self.knn_neighbors >= 1, f"{p}.knn_neighbors", ">= 1", self.knn_neighbors)
         check(self.skew_power >= 0, f"{p}.skew_power", ">= 0", self.skew_power)

@@ -20,12 +20,14 @@ Claims (thresholds from issue 18, fixed before any run; "every k" = the worst k 
   experiments/icl/README.md).
 Each note gives the trivial baseline's value (predicting 0; a probe of the raw prompt).
 
-Deviations from Garg: d = 5 and a 4-layer 64-wide 2-head GPT at scale=quick (2 heads since
-the third round, 4 before), 6500 clean + 1500 noisy steps (Garg: d = 20, 12 layers, 8 heads,
-256 wide, 500k steps); no curriculum at quick (App. A's curriculum, scaled to d from 2 and
-K from 5, did not lower seed 0's validation loss at step 3000: experiments/icl/README.md);
-the noisy model starts from the noiseless one (`noisy_init: clean`; Garg train it from
-scratch) to save CPU time, and then trains on the full task without the curriculum.
+Deviations from Garg: d = 5 and an 8-layer 64-wide 2-head GPT at scale=quick (8 layers
+since the fourth round, 4 before; 2 heads since the third, 4 before), 7000 clean + 4000 noisy
+steps on two threads (Garg: d = 20, 12 layers, 8 heads, 256 wide, 500k steps); no curriculum
+at quick (App. A's curriculum, scaled to d from 2 and K from 5, did not lower seed 0's
+validation loss at step 3000: experiments/icl/README.md); the noisy model starts from the
+noiseless one (`noisy_init: clean`; Garg train it from scratch) to save CPU time, and is
+fine-tuned on the full task without the curriculum at a lower peak learning rate
+(`noisy_lr`, 3e-4 at quick).
 """
 
 from __future__ import annotations

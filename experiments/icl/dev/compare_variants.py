@@ -5,7 +5,8 @@ import sys, time, json, torch, numpy as np
 from toyrepro.core.transformer import GPTConfig
 from toyrepro.core.config import OptimConfig
 from toyrepro.core.train import adamw
-from toyrepro.icl.model import ICLTransformer, prompt_mse
+from toyrepro.icl.model import ICLTransformer
+from loop import train  # experiments/icl/dev/loop.py (the script's folder is on sys.path)
 from toyrepro.icl.tasks import PromptBatches, sample_prompts, interleave
 from toyrepro.icl.baselines import error_curve
 torch.set_num_threads(1)
@@ -26,9 +27,5 @@ def report(s):
     gap = np.abs(e[:d] - (d - np.arange(d)) / d).max()
     print(json.dumps({"step": s, "cpu": round(time.process_time() - t0), "worst_k7+": round(float(e[d+2:].max()), 4),
                       "mn_gap": round(float(gap), 3), "k5": round(float(e[5]), 3), "k10": round(float(e[10]), 4)}), flush=True)
-for s in range(a["steps"]):
-    b = data[s]
-    loss = prompt_mse(m(b["tokens"]), b["ys"]); opt.zero_grad(); loss.backward()
-    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); sch.step()
-    if (s + 1) % a["ev"] == 0 or s + 1 == a["steps"]: report(s + 1)
+train(m, opt, sch, data, a["steps"], a["ev"], report)
 print("ARGS", a)

@@ -116,8 +116,8 @@ def test_bad_config_is_refused_with_one_line():
 def test_step_cap_caps_the_sampling_between_fits():
     """Under trainer.step_cap a generation samples at most what its capped fit reads (cap * batch
     sequences), for its data and its statistics, over max(2, cap) generations; uncapped, nothing
-    changes (scale=full's sizes: 20000 sequences, 2000 eval samples, 10 generations)."""
-    full = dataclasses.replace(CollapseConfig().lm, sequences=20_000, eval_samples=2000, generations=10)
+    changes (scale=full's sizes: 20000 sequences, 2000 eval samples, 20 generations)."""
+    full = dataclasses.replace(CollapseConfig().lm, sequences=20_000, eval_samples=2000, generations=20)
     cfg = lambda cap: SimpleNamespace(collapse=SimpleNamespace(lm=full), optim=OptimConfig(batch_size=128),  # noqa: E731
                                       trainer=TrainerConfig(max_steps=2000, step_cap=cap))
     assert capped_lm(cfg(None)) is full
@@ -125,13 +125,13 @@ def test_step_cap_caps_the_sampling_between_fits():
     assert (two.sequences, two.eval_samples, two.generations) == (256, 256, 2)
     assert (two.seq_len, two.eval_windows, two.sample_batch) == (full.seq_len, full.eval_windows, full.sample_batch)
     big = capped_lm(cfg(1000))  # a cap above the preset's sizes leaves them as they are
-    assert (big.sequences, big.eval_samples, big.generations) == (20_000, 2000, 10)
+    assert (big.sequences, big.eval_samples, big.generations) == (20_000, 2000, 20)
     one = capped_lm(cfg(1))
     assert (one.sequences, one.generations) == (128, 2)
     two.validate("collapse.lm")
     from toyrepro.collapse import EXPERIMENT
 
-    assert (EXPERIMENT.stages_trained(cfg(2)), EXPERIMENT.stages_trained(cfg(None))) == (5, 21)  # the disk estimate's
+    assert (EXPERIMENT.stages_trained(cfg(2)), EXPERIMENT.stages_trained(cfg(None))) == (5, 41)  # the disk estimate's
     from omegaconf import OmegaConf  # a scorecard's config read back (EXPERIMENT.stages_trained)
 
     read_back = SimpleNamespace(collapse=SimpleNamespace(lm=OmegaConf.create(dataclasses.asdict(full))),

@@ -54,7 +54,10 @@ class LMChainConfig:
     val_fraction: float = 0.1  # whole files held out (perplexity is measured on them)
     sequences: int = 2000  # N: training sequences per generation (real ones for generation 0)
     seq_len: int = 64  # bytes per sequence after the newline that starts it
-    generations: int = 5  # G: retrainings after generation 0 (Shumailov: >= 5)
+    # G: retrainings after generation 0 (Shumailov: >= 5). 20 since 2026-12-07 (5 before): a refit of
+    # this from-scratch toy pays a near-fixed loss, so 10 % real data can halve the pure chain's loss
+    # only after ~15-20 generations (experiments/collapse/README.md, "Changes after the quick runs failed")
+    generations: int = 20
     eval_windows: int = 256  # held-out real windows scored for perplexity (the bootstrap resamples them)
     eval_samples: int = 500  # sequences sampled per generation for distinct n-grams and tail frequency
     ngram: int = 4  # n of the distinct n-gram count

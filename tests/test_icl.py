@@ -178,3 +178,28 @@ def test_probe_finding_is_measured_but_does_not_decide_the_verdict():
     assert missed.passed and missed.claim("finding_probe_w_hat").passed is None
     assert missed.claim("finding_probe_w_hat").value == pytest.approx(0.05)
     assert not card(probe_r2=0.95, error_after=0.2).passed
+
+
+def test_logged_error_over_d_divides_by_d_not_by_the_token_width(tmp_path):
+    """A token is (x, y, is_example), d + 2 wide; Garg's plotted scale is the loss / d. The
+    module logs only on logging steps (core.train.logs_this_step): 4 steps, every 2nd logged."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from toyrepro.icl.model import ICLModule
+
+    torch.manual_seed(0)
+    d = 3
+    model = ICLTransformer(GPTConfig(vocab_size=1, block_size=10, n_layer=1, n_head=1, n_embd=16), dims=d)
+    module = ICLModule(model, OptimConfig(lr=1e-3, warmup_steps=1), max_steps=4, stage="clean")
+    data = PromptBatches(4, 8, dims=d, points=5, seed=0)
+    loader = torch.utils.data.DataLoader(data, batch_size=None)
+    trainer = L.Trainer(max_steps=4, log_every_n_steps=2, logger=CSVLogger(tmp_path, name="icl"),
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader)
+    rows = [r for r in csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))) if r.get("clean/loss")]
+    assert [int(r["step"]) for r in rows] == [1, 3]
+    for r in rows:
+        assert float(r["clean/error_over_d"]) == pytest.approx(float(r["clean/loss"]) / d, rel=1e-6)

@@ -140,8 +140,9 @@ class LMModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         check_finite(loss, self.stage, self.global_step)
-        self.log(f"{self.stage}/loss", loss, prog_bar=True)
-        self.log(f"{self.stage}/lr", self.optimizers().param_groups[0]["lr"])
+        if logs_this_step(self):
+            self.log(f"{self.stage}/loss", loss, prog_bar=True)
+            self.log(f"{self.stage}/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -162,7 +163,10 @@ class ProgressLog(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step % self.every == 0 or step == trainer.max_steps:
-            loss = trainer.callback_metrics.get(f"{self.stage}/loss")
+            # this step's loss (modules log only on logging steps: logs_this_step)
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is None:
+                loss = trainer.callback_metrics.get(f"{self.stage}/loss")
             rate = step / max(1e-9, time.perf_counter() - self.t0)
             log.info("[%s] step %d/%d loss %.4f (%.1f steps/s)", self.stage, step, trainer.max_steps,
                      float("nan") if loss is None else float(loss), rate)

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from toyrepro.core.config import OptimConfig
-from toyrepro.core.train import adamw, check_finite
+from toyrepro.core.train import adamw, check_finite, logs_this_step
 from toyrepro.core.transformer import GPT, GPTConfig
 
 
@@ -80,9 +80,10 @@ class ICLModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = prompt_mse(self.model(batch["tokens"]), batch["ys"])
         check_finite(loss, self.stage, self.global_step)
-        d = batch["tokens"].size(-1)
-        self.log(f"{self.stage}/loss", loss, prog_bar=True, batch_size=batch["ys"].size(0))
-        self.log(f"{self.stage}/error_over_d", loss / d, batch_size=batch["ys"].size(0))  # Garg's plotted scale
+        if logs_this_step(self):
+            d = batch["tokens"].size(-1) - 2  # a token is (x, y, is_example): tasks.interleave
+            self.log(f"{self.stage}/loss", loss, prog_bar=True, batch_size=batch["ys"].size(0))
+            self.log(f"{self.stage}/error_over_d", loss / d, batch_size=batch["ys"].size(0))  # Garg's plotted scale
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -1,6 +1,6 @@
 """icl diagnostic (no training): stored clean checkpoints (runs/icl/<run dir>) scored again on 8 fresh
 sets of 4000 held-out prompts, to tell evaluation noise from a worse model; also how heavy the error's tail is.
-Usage: python experiments/icl/dev/reevaluate.py RUN_DIR_NAME [...] (8-layer, 64-wide, d = 5 runs)
+Usage: python experiments/icl/dev/reevaluate.py RUN_DIR_NAME|CKPT_PATH [...] (8-layer, 64-wide, d = 5 runs)
 """
 import sys
 
@@ -14,7 +14,7 @@ from toyrepro.icl.tasks import interleave, sample_prompts
 torch.set_num_threads(2)
 d, K = 5, 11
 for run in sys.argv[1:]:
-    ck = torch.load(f"runs/icl/{run}/checkpoints/clean/last.ckpt", map_location="cpu", weights_only=False)
+    ck = torch.load(run if run.endswith(".ckpt") else f"runs/icl/{run}/checkpoints/clean/last.ckpt", map_location="cpu", weights_only=False)
     sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
     m = ICLTransformer(GPTConfig(vocab_size=1, block_size=32, n_layer=8, n_head=2, n_embd=64), d)
     m.load_state_dict(sd)

@@ -1,7 +1,8 @@
 """icl diagnostic (no training): stored clean checkpoints (runs/icl/<run dir>) scored again on 8 fresh
 sets of 4000 held-out prompts, to tell evaluation noise from a worse model; also how heavy the error's tail is.
-Usage: python experiments/icl/dev/reevaluate.py RUN_DIR_NAME|CKPT_PATH [...] (8-layer, 64-wide, d = 5 runs)
+Usage: [LAYERS=12] python experiments/icl/dev/reevaluate.py RUN_DIR_NAME|CKPT_PATH [...] (64-wide, d = 5; 8 layers unless LAYERS)
 """
+import os
 import sys
 
 import numpy as np
@@ -13,10 +14,11 @@ from toyrepro.icl.tasks import interleave, sample_prompts
 
 torch.set_num_threads(2)
 d, K = 5, 11
+LAYERS = int(os.environ.get("LAYERS", 8))
 for run in sys.argv[1:]:
     ck = torch.load(run if run.endswith(".ckpt") else f"runs/icl/{run}/checkpoints/clean/last.ckpt", map_location="cpu", weights_only=False)
     sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
-    m = ICLTransformer(GPTConfig(vocab_size=1, block_size=32, n_layer=8, n_head=2, n_embd=64), d)
+    m = ICLTransformer(GPTConfig(vocab_size=1, block_size=32, n_layer=LAYERS, n_head=2, n_embd=64), d)
     m.load_state_dict(sd)
     worst, per_k = [], []
     for s in range(8):

@@ -40,7 +40,6 @@ def interval(a, b, n, g, reps=2000):
 
 
 captured = {}
-original = qx.run
 
 
 def capture(ctx):  # stop after the model is ready: only its LM and KB are needed here

@@ -6,7 +6,8 @@ per-relation seed) under float32 (the shipped Q4_1 dequantised) and under Q8_0, 
 the last position's logits. A subject's *margin* is the true first object token's logit minus
 the best other token's (> 0: recalled). Prints, per relation, recall under both formats, the
 subjects whose answer changed with their margins, the median |margin| over all subjects,
-and the largest logit change Q8_0 makes on any recalled subject's true-vs-best-other gap.
+the median and largest change Q8_0 makes to a subject's margin, and how many subjects have a
+|margin| below that largest change (per relation).
 Not part of any scorecard. Usage: python experiments/quantization/dev/q8_recall_margins.py [SEED]
 """
 

@@ -33,14 +33,16 @@ OVER_BUDGET = 1.5  # --check fails a run whose wall time exceeds this multiple o
 
 
 def scorecard_claims(run_root: Path) -> dict:
-    """{"passed": bool, "failed_claims": [ids], "claims": n} from the one scorecard.json under run_root."""
+    """{"passed": bool, "failed_claims": [ids], "claims": n, "values": {id: value}} from the one
+    scorecard.json under run_root (the values of every scored claim, so a failure's margin is kept)."""
     cards = sorted(run_root.glob("runs/**/scorecard.json"))
     if len(cards) != 1:
         return {"error": f"expected one scorecard.json under {run_root}/runs, found {len(cards)}"}
     card = json.loads(cards[0].read_text())
     scored = [c for c in card["claims"] if c.get("passed") is not None]
     return {"passed": bool(card["passed"]), "claims": len(scored),
-            "failed_claims": [c["id"] for c in scored if not c["passed"]]}
+            "failed_claims": [c["id"] for c in scored if not c["passed"]],
+            "values": {c["id"]: c.get("value") for c in scored}}
 
 
 def time_one(experiment: str, scale: str, seed: int) -> dict:
@@ -68,7 +70,9 @@ def problems(figures: dict, budgets: dict[str, float]) -> list[str]:
             out.append(f"{exp}: crashed or wrote no single scorecard: {f['error'].strip().splitlines()[-1]}")
             continue
         if f["failed_claims"]:
-            out.append(f"{exp}: quick claims failed: {', '.join(f['failed_claims'])}")
+            values = f.get("values", {})
+            out.append(f"{exp}: quick claims failed: " + ", ".join(
+                f"{c} ({values[c]:.4g})" if isinstance(values.get(c), (int, float)) else c for c in f["failed_claims"]))
         limit = OVER_BUDGET * budgets[exp]
         if f["wall_s"] / 60 > limit:
             out.append(f"{exp}: {f['wall_s'] / 60:.1f} min wall > {OVER_BUDGET} x its {budgets[exp]:g}-minute budget "

@@ -46,17 +46,19 @@ def test_test_quick_names_each_failed_claim_crash_and_overrun(tmp_path):
     card = tmp_path / "runs" / "icl" / "2026-12-01_00-00-00" / "scorecard.json"
     card.parent.mkdir(parents=True)
     card.write_text(json.dumps({"passed": False, "claims": [
-        {"id": "a", "passed": True}, {"id": "b", "passed": False}, {"id": "c", "passed": None}]}))
-    assert tts.scorecard_claims(tmp_path) == {"passed": False, "claims": 2, "failed_claims": ["b"]}
+        {"id": "a", "passed": True, "value": 0.5}, {"id": "b", "passed": False, "value": 0.0625},
+        {"id": "c", "passed": None, "value": 3.0}]}))
+    assert tts.scorecard_claims(tmp_path) == {"passed": False, "claims": 2, "failed_claims": ["b"],
+                                              "values": {"a": 0.5, "b": 0.0625}}
     ok = {"wall_s": 60.0, "cpu_s": 50.0, "load_before": 1.0, "load_after": 1.0, "passed": True, "failed_claims": []}
     figures = {
         "gpt": ok,
-        "icl": ok | {"passed": False, "failed_claims": ["b", "d"]},
+        "icl": ok | {"passed": False, "failed_claims": ["b", "d"], "values": {"b": 0.0625, "d": float("nan")}},
         "lre": ok | {"wall_s": 8 * 60.0},
         "rlhf": {**ok, "error": "exit 1: Traceback ...\nValueError: boom\n"},
     }
     assert tts.problems(figures, {"gpt": 1, "icl": 10, "lre": 5, "rlhf": 10}) == [
-        "icl: quick claims failed: b, d",
+        "icl: quick claims failed: b (0.0625), d (nan)",
         "lre: 8.0 min wall > 1.5 x its 5-minute budget (CPU 0.8 min, load 1.0 -> 1.0)",
         "rlhf: crashed or wrote no single scorecard: ValueError: boom",
     ]

@@ -14,7 +14,6 @@ Not part of any scorecard. Usage: python experiments/quantization/dev/q8_recall_
 import sys
 
 import torch
-from omegaconf import OmegaConf
 
 from toyrepro.lre.evaluate import known_states
 from toyrepro.lre.relations import load_relations
@@ -24,7 +23,6 @@ from toyrepro.quantization.measure import relation_seed
 from toyrepro.quantization.weights import quantized
 
 SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-RELATIONS = ["country_capital", "element_symbol", "word_opposite"]  # configs/preset/quantization_smollm2_quick.yaml
 
 
 @torch.no_grad()
@@ -48,9 +46,8 @@ def main():
     with initialize_config_dir(str(Path(__file__).resolve().parents[3] / "configs"), version_base=None):
         cfg = compose("config", overrides=["experiment=quantization_smollm2", "scale=quick", f"seed={SEED}"])
     lre = cfg.lre
-    print(OmegaConf.to_yaml({"lre": {"n_train": lre.n_train, "max_subjects": lre.max_subjects}}))
     lm = load_smollm2_cached(cfg.cache_dir)
-    relations = load_relations(lm, RELATIONS, lre.max_subjects)
+    relations = load_relations(lm, list(lre.relations), lre.max_subjects)  # the preset's three
     seeds = {r.name: relation_seed(SEED, k) for k, r in enumerate(relations)}
     ref = {r.name: margins(lm, r, lre.n_train, seeds[r.name]) for r in relations}
     with quantized(lm.model, parse("q8_0"), cfg.quantization.quantize_embeddings):

@@ -8,6 +8,13 @@ average before and after are recorded: a wall time taken on a busy machine says 
 without them. Each experiment's target is its registered `quick_minutes` (2 CPU cores).
 The run's scorecard is read back: which claims passed and which failed are recorded too.
 
+The machine's own speed is recorded beside each run, because on a shared virtual machine it
+drifts even when the load average says "idle": the same `gpt` quick run took 2:43 wall / 313 s
+CPU and, three hours later, 4:02 / 459 s (2026-12-07; a float32 `torch.mm` 2048^3 on two
+threads 357 GFLOP/s on 2026-12-01, 249-254 that afternoon). `speed_before` / `speed_after` are
+GFLOP/s of a float32 1024^3 `torch.mm` on one thread in this (otherwise idle) harness process,
+the median of 9 calls (~0.1 s): a wall time is comparable with another only at a similar speed.
+
 `--check` (`make test-quick`, issue 17 target 6) is the same job as a gate: it exits 1 when
 any experiment crashed, failed a quick claim, or took more than 1.5x its `quick_minutes`
 of wall time, and prints one line per reason. A crash is recorded and the next experiment
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,9 +53,29 @@ def scorecard_claims(run_root: Path) -> dict:
             "values": {c["id"]: c.get("value") for c in scored}}
 
 
+def machine_speed(n: int = 1024, reps: int = 9) -> float:
+    """GFLOP/s of a float32 n^3 `torch.mm` on one thread (median of reps calls, one warm-up)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - t0)
+        return 2 * n**3 / statistics.median(times) / 1e9
+    finally:
+        torch.set_num_threads(threads)
+
+
 def time_one(experiment: str, scale: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="toyrepro-tts-") as tmp:
         env = dict(os.environ, TOYREPRO_CACHE=str(Path(tmp) / "cache"), WANDB_MODE="offline")
+        speed0 = machine_speed()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
@@ -56,7 +84,8 @@ def time_one(experiment: str, scale: str, seed: int) -> dict:
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         fig = {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-               "load_before": load0, "load_after": os.getloadavg()[0]}
+               "load_before": load0, "load_after": os.getloadavg()[0],
+               "speed_before": speed0, "speed_after": machine_speed()}
         if proc.returncode != 0:
             return fig | {"error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
         return fig | scorecard_claims(Path(tmp))
@@ -76,7 +105,9 @@ def problems(figures: dict, budgets: dict[str, float]) -> list[str]:
         limit = OVER_BUDGET * budgets[exp]
         if f["wall_s"] / 60 > limit:
             out.append(f"{exp}: {f['wall_s'] / 60:.1f} min wall > {OVER_BUDGET} x its {budgets[exp]:g}-minute budget "
-                       f"(CPU {f['cpu_s'] / 60:.1f} min, load {f['load_before']:.1f} -> {f['load_after']:.1f})")
+                       f"(CPU {f['cpu_s'] / 60:.1f} min, load {f['load_before']:.1f} -> {f['load_after']:.1f}"
+                       + (f", machine {f['speed_before']:.0f} -> {f['speed_after']:.0f} GFLOP/s" if "speed_before" in f else "")
+                       + ")")
     return out
 
 

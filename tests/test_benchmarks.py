@@ -33,6 +33,7 @@ def test_time_to_scorecard_times_a_real_run(tmp_path, monkeypatch):
     res = time_to_scorecard.run(tiny=True)
     fig = res["figures"]["gpt"]
     assert fig["wall_s"] > 0 and fig["cpu_s"] > 0, fig
+    assert 1 < fig["speed_before"] < 1e5 and 1 < fig["speed_after"] < 1e5, fig  # GFLOP/s of one core
     assert fig["passed"] is True and fig["failed_claims"] == [], fig  # smoke scores no claim
     assert res["problems"] == []
     assert json.loads((tmp_path / "time_to_scorecard_smoke.json").read_text())["figures"]["gpt"] == fig
@@ -63,3 +64,6 @@ def test_test_quick_names_each_failed_claim_crash_and_overrun(tmp_path):
         "rlhf: crashed or wrote no single scorecard: ValueError: boom",
     ]
     assert tts.problems({"gpt": ok | {"wall_s": 89.0}}, {"gpt": 1}) == []  # 1.48 min: within 1.5x
+    slow = ok | {"wall_s": 8 * 60.0, "speed_before": 131.4, "speed_after": 96.2}  # the machine's speed is named
+    assert tts.problems({"lre": slow}, {"lre": 5}) == [
+        "lre: 8.0 min wall > 1.5 x its 5-minute budget (CPU 0.8 min, load 1.0 -> 1.0, machine 131 -> 96 GFLOP/s)"]

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from toyrepro.core.generate import generate, sample_next
+from toyrepro.core.kv_cache import KVCache
 from toyrepro.core.transformer import GPT, GPTConfig
 
 CFG = GPTConfig(vocab_size=97, block_size=32, n_layer=3, n_head=4, n_embd=32)
@@ -67,6 +68,35 @@ def test_kv_cache_matches_full_recompute(model):
     a = generate(model, x, 15, use_cache=True, generator=g1)
     b = generate(model, x, 15, use_cache=False, generator=g2)
     assert a.shape == (2, 24) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_preallocated_cache_is_bitwise_the_growing_one(model, threads):
+    """The KVCache changes where keys/values live, not one bit of the logits or the samples."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randint(0, CFG.vocab_size, (64, 5))
+        cache = KVCache(CFG.n_layer, 12)
+        a, b = model(x, past_kv=cache, use_cache=True), model(x, use_cache=True)
+        assert a.past_kv is cache and cache.length == 5 and torch.equal(a.logits, b.logits)
+        nxt = torch.randint(0, CFG.vocab_size, (64, 3))  # several tokens after a cache
+        a, b = model(nxt, past_kv=cache, use_cache=True), model(nxt, past_kv=b.past_kv, use_cache=True)
+        assert cache.length == 8 and torch.equal(a.logits, b.logits)
+        g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        assert torch.equal(generate(model, x, 20, generator=g1), generate(model, x, 20, generator=g2, static_cache=False))
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_preallocated_cache_refuses_overflow_and_use_without_cache(model):
+    x = torch.randint(0, CFG.vocab_size, (2, 4))
+    cache = KVCache(CFG.n_layer, 6)
+    model(x, past_kv=cache, use_cache=True)
+    with pytest.raises(ValueError, match="KVCache holds 6 positions; 4 cached \\+ 4 new do not fit"):
+        model(x, past_kv=cache, use_cache=True)
+    with pytest.raises(ValueError, match="needs use_cache=True"):
+        model(x, past_kv=KVCache(CFG.n_layer, 6))
 
 
 def test_last_only_equals_the_full_forwards_last_position(model):

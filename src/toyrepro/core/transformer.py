@@ -8,7 +8,8 @@ token embedding. `tests/test_gpt.py` copies these weights into Hugging Face's
 
 Deviations from the NumPy original (none change the function computed):
 - attention runs through `F.scaled_dot_product_attention` (fused / flash kernels);
-- an optional KV cache (`past_kv`) for fast sampling, see `core/generate.py`;
+- an optional KV cache (`past_kv`) for fast sampling, see `core/generate.py`: a list of (k, v)
+  that grows by concatenation, or a `core.kv_cache.KVCache` written in place;
 - the residual stream after every block can be returned (`output_hidden_states`) and
   rewritten (`patch`), which probing and editing (LRE, Hernandez et al. 2023) need.
 
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from toyrepro.core.kv_cache import KVCache, LayerCache
 
 KV = tuple[torch.Tensor, torch.Tensor]
 # patch(layer_index, hidden) -> hidden; layer_index as in the module docstring.
@@ -56,7 +59,7 @@ class GPTConfig:
 class GPTOutput:
     logits: torch.Tensor  # (B, T, vocab)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # n_layer + 1 tensors (B, T, C)
-    past_kv: list[KV] | None = None  # per layer (k, v), each (B, n_head, T_total, head_dim)
+    past_kv: list[KV] | KVCache | None = None  # per layer (k, v), each (B, n_head, T_total, head_dim); or the KVCache passed in
 
 
 class CausalSelfAttention(nn.Module):
@@ -68,7 +71,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
+    def forward(self, x: torch.Tensor, past: KV | LayerCache | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, KV]:
         """`last_only`: queries of the last position only (keys/values of all): output (B, 1, C)."""
         B, _, C = x.shape  # the number of queries is q.size(2) after `last_only`
         q, k, v = self.c_attn(x).split(C, dim=2)
@@ -76,7 +80,9 @@ class CausalSelfAttention(nn.Module):
             q = q[:, -1:]
         # (B, T, C) -> (B, n_head, T, head_dim)
         q, k, v = (t.reshape(B, -1, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if past is not None:
+        if isinstance(past, LayerCache):
+            k, v = past.extend(k, v)
+        elif past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = self.attend(q, k, v, self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, q.size(2), C)
@@ -114,7 +120,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, past: KV | None = None, last_only: bool = False) -> tuple[torch.Tensor, KV]:
+    def forward(self, x: torch.Tensor, past: KV | LayerCache | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, KV]:
         a, kv = self.attn(self.ln_1(x), past, last_only)
         x = (x[:, -1:] if last_only else x) + a
         return x + self.mlp(self.ln_2(x)), kv
@@ -160,7 +167,7 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         *,
-        past_kv: list[KV] | None = None,
+        past_kv: list[KV] | KVCache | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
         patch: HiddenStateEdit | None = None,
@@ -170,11 +177,17 @@ class GPT(nn.Module):
 
         `last_only=True` (no cache, no patch): the last block computes the last position only
         (a reward model or a classifier reads nothing else), so the logits and the last hidden
-        state are (B, 1, ...); the same values as a full forward's last position."""
+        state are (B, 1, ...); the same values as a full forward's last position.
+
+        `past_kv` a `KVCache` (with `use_cache=True`): the new positions are written into it and
+        the output's `past_kv` is the same cache, now covering them."""
         if last_only and (past_kv is not None or patch is not None or use_cache):
             raise ValueError("last_only=True cannot be combined with past_kv, use_cache or patch")
         B, T = idx.shape
-        start = 0 if past_kv is None else past_kv[0][0].size(2)
+        static = isinstance(past_kv, KVCache)
+        if static and not use_cache:
+            raise ValueError("past_kv=KVCache(...) needs use_cache=True (the cache is written in place)")
+        start = 0 if past_kv is None else past_kv.length if static else past_kv[0][0].size(2)
         if start + T > self.cfg.block_size:
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
@@ -189,16 +202,19 @@ class GPT(nn.Module):
         if last_only and not self.h:
             x = x[:, -1:]
         for i, block in enumerate(self.h):
-            x, kv = block(x, None if past_kv is None else past_kv[i], last_only and i == len(self.h) - 1)
+            past = None if past_kv is None else past_kv.layer(i) if static else past_kv[i]
+            x, kv = block(x, past, last_only and i == len(self.h) - 1)
             if patch is not None:
                 x = patch(i + 1, x)
             if hidden is not None:
                 hidden.append(x)
             new_kv.append(kv)
+        if static:
+            past_kv.advance(T)
         return GPTOutput(
             logits=self.unembed(x),
             hidden_states=tuple(hidden) if hidden is not None else None,
-            past_kv=new_kv if use_cache else None,
+            past_kv=(past_kv if static else new_kv) if use_cache else None,
         )
 
     # -- Hugging Face interop ------------------------------------------------------------

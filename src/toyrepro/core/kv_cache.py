@@ -7,7 +7,7 @@ experiment's sampling (2 layers x 64 wide, 500 sequences of 64 bytes, one thread
 `capacity` positions, written in place; attention reads a view of the filled prefix.
 
 The values attention sees are the same numbers in the same order, so the samples are
-bitwise those of the growing cache (`tests/test_generate.py` checks it on both thread counts);
+bitwise those of the growing cache (`tests/test_gpt.py` checks it at one and two threads);
 only the copying is gone.
 """
 

@@ -3,7 +3,8 @@
 The list-of-tuples cache (`GPT.forward(past_kv=[(k, v), ...])`) grows by `torch.cat` at every
 step, which copies the whole prefix: O(T^2) bytes moved over T steps. Profiled on the collapse
 experiment's sampling (2 layers x 64 wide, 500 sequences of 64 bytes, one thread, 2026-12-07),
-`aten::cat` took 44 % of the time. Here every layer's keys and values live in one buffer of
+`aten::cat` took 44 % of the time under torch.profiler (whose overhead inflates it: timed without
+it, this cache samples 1.23x faster, `benchmarks/sampling.py`). Here every layer's keys and values live in one buffer of
 `capacity` positions, written in place; attention reads a view of the filled prefix.
 
 The values attention sees are the same numbers in the same order, so the samples are

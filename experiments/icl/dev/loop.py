@@ -4,10 +4,10 @@ import torch
 from toyrepro.icl.model import prompt_mse
 
 
-def train(model, opt, sched, data, steps, every, report):
+def train(model, opt, sched, data, steps, every, report, loss_fn=prompt_mse):
     for s in range(steps):
         b = data[s]
-        loss = prompt_mse(model(b["tokens"]), b["ys"]); opt.zero_grad(); loss.backward()
+        loss = loss_fn(model(b["tokens"]), b["ys"]); opt.zero_grad(); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
         if (s + 1) % every == 0 or s + 1 == steps:
             report(s + 1)

@@ -3,8 +3,9 @@
 Each step feeds only the newest token and reuses the keys/values of the prefix
 (`GPT.forward(past_kv=..., use_cache=True)`), so a step costs O(T) instead of O(T^2). The
 keys/values live in a `core.kv_cache.KVCache` allocated once for prompt + new tokens and
-written in place (the growing list-of-tuples cache copied the prefix at every step: 44 % of
-the collapse experiment's sampling time); the samples are bitwise the same either way.
+written in place (the growing list-of-tuples cache copied the prefix at every step; without that
+copying the collapse experiment's sampling runs 1.23x faster, `benchmarks/sampling.py`); the
+samples are bitwise the same either way.
 `use_cache=False` recomputes the whole prefix every step: the slow reference the tests
 and `benchmarks/` compare against.
 

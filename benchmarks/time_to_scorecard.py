@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,20 +53,14 @@ def scorecard_claims(run_root: Path) -> dict:
 
 
 def machine_speed(n: int = 1024, reps: int = 9) -> float:
-    """GFLOP/s of a float32 n^3 `torch.mm` on one thread (median of reps calls, one warm-up)."""
+    """GFLOP/s of a float32 n^3 `torch.mm` on one thread (`cpu_efficiency.mm_flops`: median of reps calls)."""
     import torch
+    from cpu_efficiency import mm_flops
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            times.append(time.perf_counter() - t0)
-        return 2 * n**3 / statistics.median(times) / 1e9
+        return mm_flops(n, n, n, reps) / 1e9
     finally:
         torch.set_num_threads(threads)
 

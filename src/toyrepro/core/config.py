@@ -95,6 +95,8 @@ class Config:
     name: str = MISSING  # the experiment (set by configs/experiment/<name>.yaml)
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default (one per core)
+    # processes for an experiment's independent stages (core/parallel.py); each runs `threads` threads
+    workers: int = 1
     resume: bool = False  # continue from <run_dir>/checkpoints/<stage>/last.ckpt
     run_dir: str = "${hydra:runtime.output_dir}"
     cache_dir: str = "${oc.env:TOYREPRO_CACHE,.cache/toyrepro}"  # stage/dataset cache
@@ -111,7 +113,17 @@ def schema_class() -> type[Config]:
     from toyrepro.core.experiment import sections
 
     extra = [(name, schema | None, field(default=None)) for name, schema in sorted(sections().items())]
-    return make_dataclass("ToyreproConfig", extra, bases=(Config,))
+    cls = make_dataclass("ToyreproConfig", extra, bases=(Config,))
+    cls.__module__ = __name__  # pickles by name through the module's __getattr__ below
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    """`toyrepro.core.config.ToyreproConfig` resolves to `schema_class()`, so a typed config
+    pickles by name (what a worker process of core/parallel.py receives)."""
+    if name == "ToyreproConfig":
+        return schema_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register() -> None:
@@ -123,6 +135,7 @@ def validate(cfg: DictConfig) -> Config:
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, Config)
     check(obj.threads >= 0, "threads", ">= 0 (0 = torch's default)", obj.threads)
+    check(obj.workers >= 1, "workers", ">= 1 (1 = every stage in this process)", obj.workers)
     for f in fields(obj):
         section = getattr(obj, f.name)
         if is_dataclass(section) and hasattr(section, "validate"):

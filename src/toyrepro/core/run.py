@@ -16,7 +16,8 @@ The mechanics an experiment's `run(ctx)` calls, so that its file holds only the 
 `ctx.card` (the scorecard core declared from the experiment's claims), `ctx.fit(stage, ...)`
 (one Lightning stage: its loggers, checkpoints and resume, named once), `ctx.train_lm(...)`
 (the suite's one causal-LM training recipe), `ctx.log_metrics(stage, ...)` (metrics
-computed outside Lightning), `ctx.save_figure`, `ctx.write_text`.
+computed outside Lightning), `ctx.side_by_side(fn, calls)` (independent jobs in `workers`
+processes, core/parallel.py), `ctx.save_figure`, `ctx.write_text`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ class RunContext:
             log.info(no_estimate_line(exp.name))
         else:
             log.info(memory_line(self.cfg.model, self.cfg.optim.batch_size, self.cfg.trainer.precision))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives (core/parallel.py): no loggers, no scorecard."""
+        return self.__dict__ | {"card": None, "_loggers": [], "_stages": []}
+
+    def side_by_side(self, fn, calls, cost=None) -> list:
+        """[fn(self, *args) for args in calls], in `cfg.workers` processes (core/parallel.py)."""
+        from toyrepro.core.parallel import side_by_side
+
+        return side_by_side(self, fn, calls, cost)
 
     @property
     def name(self) -> str:

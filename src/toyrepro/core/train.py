@@ -290,7 +290,9 @@ def build_trainer(t: TrainerConfig, ckpt_dir: Path, loggers: list, stage: str, m
                         every_n_train_steps=min(t.checkpoint_every_n_steps, steps)),
         RankAgreement(stage),
     ]
-    interactive = sys.stdout.isatty()
+    from toyrepro.core.parallel import in_worker
+
+    interactive = sys.stdout.isatty() and not in_worker()  # a worker's bar would overwrite the others'
     if interactive:
         callbacks.append(RichProgressBar())
     else:

@@ -86,10 +86,18 @@ def run(ctx: RunContext) -> None:
     log.info("architectures: %d training, %d per split (%s), e.g. %s", len(train_archs), c.n_eval_archs,
              ", ".join(SPLITS), ", ".join(map(str, evals["id"][:3])))
 
-    # §4: GHN-2 and its two baselines, each trained end to end through the nets it predicts
+    # §4: GHN-2 and its two baselines, each trained end to end through the nets it predicts, and
+    # the GHN-2 of §5.2 on digits 0-4 (few_shot_transfer): four independent stages, `workers` at a time
     steps = cfg.trainer.max_steps
-    ghns = {v: train_ghn(ctx, v, stage, train_archs, val_archs, digits, steps)
-            for v, stage in (("ghn2", "ghn2"), ("mlp", "mlp_hypernet"), ("ghn1", "ghn1"))}
+    five = [with_classes(a, len(TRANSFER_FROM)) for a in train_archs]
+    jobs = {"ghn2": ("ghn2", "ghn2", train_archs, val_archs, digits, steps),
+            "mlp": ("mlp", "mlp_hypernet", train_archs, val_archs, digits, steps),
+            "ghn1": ("ghn1", "ghn1", train_archs, val_archs, digits, steps),
+            "transfer": ("ghn2", "ghn2_transfer", five, [with_classes(a, 5) for a in val_archs],
+                         digits.classes(TRANSFER_FROM), max(1, round(c.transfer_steps_ratio * steps)))}
+    cost = [j[-1] * (1 if j[0] == "ghn1" else c.meta_batch) for j in jobs.values()]  # architectures seen
+    ghns = dict(zip(jobs, ctx.side_by_side(train_ghn, list(jobs.values()), cost=cost)))
+    transfer_ghn = ghns.pop("transfer")
 
     # Table 2: predicted parameters, no training, on every split; random init for reference
     rand = ev.random_init(cfg.seed)
@@ -121,7 +129,7 @@ def run(ctx: RunContext) -> None:
     curve_rand_sub = 100 * curve.test_at_best()[: c.n_trained_archs].mean(0)
 
     # §5.2 at toy scale: a GHN-2 trained on digits 0-4 initialises nets for 10-shot digits 5-9
-    transfer = few_shot_transfer(ctx, train_archs, val_archs, evals["id"][: c.n_transfer_archs], digits)
+    transfer = few_shot_transfer(ctx, transfer_ghn, evals["id"][: c.n_transfer_archs], digits)
 
     record(ctx, mean, k_star, matched, adam_mean, transfer)
     ctx.log_metrics("eval", {f"{n}/{s}": v for n, by in mean.items() for s, v in by.items()})
@@ -159,11 +167,9 @@ def record(ctx: RunContext, mean, k_star: float, matched: bool, adam_mean: list[
                 f"(lr {transfer['random_lr']:g}) over {transfer['n_archs']} archs; chance 20")
 
 
-def few_shot_transfer(ctx: RunContext, train_archs, val_archs, specs, digits: Digits) -> dict:
+def few_shot_transfer(ctx: RunContext, ghn: GHN, specs, digits: Digits) -> dict:
+    """`ghn`: a GHN-2 trained on digits 0-4 only; it initialises nets for 10-shot digits 5-9."""
     cfg, c = ctx.cfg, ctx.cfg.ghn
-    five = [with_classes(a, len(TRANSFER_FROM)) for a in train_archs]
-    ghn = train_ghn(ctx, "ghn2", "ghn2_transfer", five, [with_classes(a, 5) for a in val_archs],
-                    digits.classes(TRANSFER_FROM), max(1, round(c.transfer_steps_ratio * cfg.trainer.max_steps)))
     target = digits.classes(TRANSFER_TO)
     specs = [with_classes(a, len(TRANSFER_TO)) for a in specs]
     x_few, y_few = ev.few_shot_split(target.x_train, target.y_train, c.shots, cfg.seed)

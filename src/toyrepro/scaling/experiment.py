@@ -73,8 +73,10 @@ def run(ctx: RunContext) -> None:
     todo = points(cfg)
     if s.from_sweep:
         records = read_sweep(s.from_sweep, ctx.config_dict, len(todo))
-    else:  # one process: every point in turn (the arm's 1-epoch run is a grid point, trained once)
-        records = [train_point(ctx, p, train_text, val_text, windows) for p in todo]
+    else:  # this job trains every point (the arm's 1-epoch run is a grid point, trained once), `workers`
+        # at a time, the longest first: a step costs ~5 ms + 2 us x n_layer x width^2 (2 CPU cores, one thread)
+        records = ctx.side_by_side(train_point, [(p, train_text, val_text, windows) for p in todo],
+                                   cost=[p.steps * (1 + p.n_layer * p.n_embd**2 / 2500) for p in todo])
     grid = [r for r in records if r["epochs"] == 1]
     held = {r["index"] for r in sorted(grid, key=lambda r: -r["C"])[: s.holdout]}
     fitted = [r for r in grid if r["index"] not in held]

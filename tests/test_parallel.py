@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import run_cli, run_dirs, scorecard
 
 from toyrepro.core.run import RunContext
+
+from conftest import run_cli, run_dirs, scorecard
 
 
 def _ctx(tmp_path, workers: int, threads: int = 1) -> RunContext:

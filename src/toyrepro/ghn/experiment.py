@@ -86,18 +86,22 @@ def run(ctx: RunContext) -> None:
     log.info("architectures: %d training, %d per split (%s), e.g. %s", len(train_archs), c.n_eval_archs,
              ", ".join(SPLITS), ", ".join(map(str, evals["id"][:3])))
 
-    # §4: GHN-2 and its two baselines, each trained end to end through the nets it predicts, and
-    # the GHN-2 of §5.2 on digits 0-4 (few_shot_transfer): four independent stages, `workers` at a time
+    # §4: GHN-2 and its two baselines, each trained end to end through the nets it predicts; the
+    # GHN-2 of §5.2 on digits 0-4 (few_shot_transfer); Adam from random init (the k* curve and the
+    # trained ceiling): five independent jobs, `workers` at a time (core/parallel.py)
     steps = cfg.trainer.max_steps
     five = [with_classes(a, len(TRANSFER_FROM)) for a in train_archs]
-    jobs = {"ghn2": ("ghn2", "ghn2", train_archs, val_archs, digits, steps),
-            "mlp": ("mlp", "mlp_hypernet", train_archs, val_archs, digits, steps),
-            "ghn1": ("ghn1", "ghn1", train_archs, val_archs, digits, steps),
-            "transfer": ("ghn2", "ghn2_transfer", five, [with_classes(a, 5) for a in val_archs],
-                         digits.classes(TRANSFER_FROM), max(1, round(c.transfer_steps_ratio * steps)))}
-    cost = [j[-1] * (1 if j[0] == "ghn1" else c.meta_batch) for j in jobs.values()]  # architectures seen
-    ghns = dict(zip(jobs, ctx.side_by_side(train_ghn, list(jobs.values()), cost=cost)))
-    transfer_ghn = ghns.pop("transfer")
+    jobs = {"ghn2": ("ghn", "ghn2", "ghn2", train_archs, val_archs, digits, steps),
+            "mlp": ("ghn", "mlp", "mlp_hypernet", train_archs, val_archs, digits, steps),
+            "ghn1": ("ghn", "ghn1", "ghn1", train_archs, val_archs, digits, steps),
+            "transfer": ("ghn", "ghn2", "ghn2_transfer", five, [with_classes(a, 5) for a in val_archs],
+                         digits.classes(TRANSFER_FROM), max(1, round(c.transfer_steps_ratio * steps))),
+            "adam": ("adam", evals, digits)}
+    done = dict(zip(jobs, ctx.side_by_side(independent_job, list(jobs.values()),
+                                           cost=[job_seconds(c, j) for j in jobs.values()])))
+    curve, trained = done.pop("adam")
+    transfer_ghn = done.pop("transfer")
+    ghns = done
 
     # Table 2: predicted parameters, no training, on every split; random init for reference
     rand = ev.random_init(cfg.seed)
@@ -107,18 +111,10 @@ def run(ctx: RunContext) -> None:
                          for i, spec in enumerate(evals[s])] for s in SPLITS}
     mean = {name: {s: 100 * sum(v) / len(v) for s, v in by.items()} for name, by in acc.items()}
 
-    # Adam from random init on the ID architectures (lr tuned on validation per step count): k*
+    # k*: the fewest Adam steps from random init whose mean ID accuracy matches GHN-2's
     id_specs = evals["id"]
-    curve = ev.adam_curves(id_specs, rand, digits.x_train, digits.y_train, digits, c.adam_lrs, c.adam_steps,
-                           c.adam_batch, cfg.seed)
     adam_mean = (100 * curve.test_at_best().mean(0)).tolist()
     k_star, matched = ev.first_match(adam_mean, c.adam_steps, mean["ghn2"]["id"])
-
-    # the ceiling: the first n_trained_archs of each split, trained by Adam for trained_steps
-    best_lr = c.adam_lrs[int(curve.best_lr()[-1])]
-    trained = {s: ev.adam_curves(evals[s][: c.n_trained_archs], rand, digits.x_train, digits.y_train, digits,
-                                 [best_lr], [c.trained_steps], c.adam_batch, cfg.seed + 1).test[0, :, 0].tolist()
-               for s in SPLITS}
     mean["trained"] = {s: 100 * sum(v) / len(v) for s, v in trained.items()}
 
     # fine-tuning speed from both inits (the figure): Adam from the GHN-2 prediction
@@ -144,6 +140,36 @@ def run(ctx: RunContext) -> None:
                                                                                    curve.best_lr().tolist()],
         "adam_ghn2_init": (100 * curve_ghn.test_at_best().mean(0)).tolist(),
         "adam_random_init_same_archs": curve_rand_sub.tolist(), "transfer": transfer}, indent=1))
+
+
+def independent_job(ctx: RunContext, kind: str, *args):
+    """One of the run's independent jobs (`ctx.side_by_side`): a hypernetwork or the Adam baselines."""
+    return train_ghn(ctx, *args) if kind == "ghn" else adam_from_random(ctx, *args)
+
+
+def adam_from_random(ctx: RunContext, evals: dict[str, list[ArchSpec]], digits: Digits) -> tuple[ev.Curve, dict]:
+    """Adam from random init: on the ID architectures at every learning rate and step count
+    (the rate is chosen on validation per step count), and the ceiling: the first
+    n_trained_archs of each split trained for trained_steps at the rate best after the most steps."""
+    cfg, c = ctx.cfg, ctx.cfg.ghn
+    rand = ev.random_init(cfg.seed)
+    curve = ev.adam_curves(evals["id"], rand, digits.x_train, digits.y_train, digits, c.adam_lrs, c.adam_steps,
+                           c.adam_batch, cfg.seed)
+    best_lr = c.adam_lrs[int(curve.best_lr()[-1])]
+    trained = {s: ev.adam_curves(evals[s][: c.n_trained_archs], rand, digits.x_train, digits.y_train, digits,
+                                 [best_lr], [c.trained_steps], c.adam_batch, cfg.seed + 1).test[0, :, 0].tolist()
+               for s in SPLITS}
+    return curve, trained
+
+
+def job_seconds(c, job: tuple) -> float:
+    """A job's rough one-thread seconds, so the longest are handed out first (from a profile of
+    the quick run, 2026-12-07): a hypernetwork step ~20 ms + ~10 ms per architecture of its
+    meta-batch (GHN-1: one), an Adam step of a target net ~2.5 ms."""
+    if job[0] == "ghn":
+        return job[-1] * (0.02 + 0.01 * (1 if job[1] == "ghn1" else c.meta_batch))
+    return 0.0025 * (len(c.adam_lrs) * c.n_eval_archs * max(c.adam_steps)
+                     + len(SPLITS) * c.n_trained_archs * c.trained_steps)
 
 
 def record(ctx: RunContext, mean, k_star: float, matched: bool, adam_mean: list[float], transfer: dict) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -46,6 +48,20 @@ def test_two_workers_return_the_plain_loops_results_in_order(tmp_path):
 def test_a_failing_job_raises_its_own_error_in_the_run(tmp_path):
     with pytest.raises(ValueError, match="job 2 refuses"):
         _ctx(tmp_path, workers=2).side_by_side(fail, [(1,), (2,), (3,)])
+
+
+def die(ctx, n: int) -> None:
+    if n == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+    time.sleep(0.5)
+
+
+def test_a_killed_worker_stops_the_run_with_one_clear_message(tmp_path):
+    from toyrepro.core.checks import UserError
+
+    with pytest.raises(UserError, match=r"a worker process died while running die \(killed, or out of memory\?\); "
+                                        r"run again with workers=1"):
+        _ctx(tmp_path, workers=2).side_by_side(die, [(1,), (2,), (3,)])
 
 
 def test_inside_a_slurm_job_the_jobs_stay_in_this_process(tmp_path, monkeypatch, caplog):

@@ -85,7 +85,11 @@ def run(ctx: RunContext) -> None:
 
     train_text, val_text = load_corpus(cfg.cache_dir, c.lm.max_files, c.lm.val_fraction)
     lm = LMSetting(ctx, train_text, val_text)
-    la = chains(lm, lm.fit(lm.data0, 0, "real"), c.lm.sequences, c.lm.generations, c.real_fraction)
+    model0 = lm.fit(lm.data0, 0, "real")
+    # the two chains share generation 0 and nothing after it: `workers` at a time (core/parallel.py)
+    la = dict(zip(("pure", "mixed"), ctx.side_by_side(lm_chain, [
+        (train_text, val_text, model0, c.lm.sequences, c.lm.generations, f, k)
+        for k, f in (("pure", 0.0), ("mixed", c.real_fraction))])))
     nll = {k: np.stack([s["nll"] for s in v], 1) for k, v in la.items()}
     curves["perplexity"] = {k: perplexity_curve(v) for k, v in nll.items()}
     curves["distinct n-grams"] = {k: np.array([s["distinct"] for s in v]) for k, v in la.items()}
@@ -101,6 +105,12 @@ def run(ctx: RunContext) -> None:
                                      if g < len(curve)}, step=g)
     ctx.write_text("curves.md", curves_table(curves))
     ctx.save_figure(curves_figure(curves, real), "collapse")
+
+
+def lm_chain(ctx: RunContext, train_text, val_text, model0, n: int, generations: int, real_fraction: float,
+             chain: str) -> list[dict]:
+    """One GPT chain from the shared generation 0 (a job of `ctx.side_by_side`)."""
+    return run_chain(LMSetting(ctx, train_text, val_text), model0, n, generations, real_fraction, chain)
 
 
 def chains(setting, model0, n: int, generations: int, real_fraction: float) -> dict[str, list[dict]]:

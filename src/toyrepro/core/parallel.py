@@ -20,8 +20,9 @@ For a job to give the same numbers either way it must
 - be a module-level function with arguments that pickle.
 At one thread per job the results are then bitwise those of the plain loop (tests/test_parallel.py).
 
-A worker logs to the run's console.log and to stderr with its number; its Lightning stages
-print the periodic progress line, never a progress bar (two bars would overwrite each other).
+A worker logs where this process does (the run's console.log, and stdout), tagged with its
+number; its Lightning stages print the periodic progress line, never a progress bar (two bars
+would overwrite each other).
 It falls back to the plain loop, and says why, where worker processes would be wrong:
 inside a Slurm job (the requeue signal reaches this process, which runs no training loop while
 it waits) and on a GPU (one process owns the device).
@@ -89,22 +90,27 @@ def side_by_side(ctx, fn: Callable[..., Any], calls: Sequence[tuple], cost: Sequ
     ids = multiprocessing.get_context("spawn").Queue()
     for k in range(workers):
         ids.put(k + 1)
+    # the files this process logs to (Hydra's console.log, or the Python API's), for the workers to append to
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(ctx, threads, ids))
+                               initargs=(ctx, threads, ids, files or [str(ctx.run_dir / "console.log")]))
     try:
         futures = {pool.submit(_job, fn, calls[i]): i for i in order}
         for done, fut in enumerate(as_completed(futures), 1):
             results[futures[fut]] = fut.result()
             log.info("side by side: %d of %d jobs done (%.0f s)", done, len(calls), time.perf_counter() - start)
     except BrokenProcessPool as e:
-        raise RuntimeError(f"a worker process of {fn.__name__} died (out of memory?); run again with workers=1, "
-                           "which keeps every job in one process") from e
+        from toyrepro.core.checks import UserError
+
+        raise UserError(f"a worker process died while running {fn.__name__} (killed, or out of memory?); run "
+                        "again with workers=1 to keep every job in one process (resume=true continues the "
+                        "stages that saved a checkpoint)") from e
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after a failure: the running jobs finish, no new one starts
     return results
 
 
-def _start_worker(ctx, threads: int, ids) -> None:
+def _start_worker(ctx, threads: int, ids, log_files: list[str]) -> None:
     import torch
 
     from toyrepro.core.logging import quiet_frameworks
@@ -116,7 +122,7 @@ def _start_worker(ctx, threads: int, ids) -> None:
     quiet_frameworks()
     fmt = logging.Formatter(f"[%(asctime)s][%(name)s][%(levelname)s] - [worker {k}] %(message)s")
     root = logging.getLogger()
-    for handler in (logging.FileHandler(ctx.run_dir / "console.log"), logging.StreamHandler(sys.stderr)):
+    for handler in [*(logging.FileHandler(f) for f in log_files), logging.StreamHandler(sys.stdout)]:
         handler.setFormatter(fmt)
         root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -51,7 +51,7 @@ def suite_help(config_dir: Path) -> str:
         "      cores, every claim not marked full-only must pass (default) | one GPU",
         f"  trainer={_choices(config_dir, 'trainer')}   logger={_choices(config_dir, 'logger')}",
         "  seed=N   threads=N (torch CPU threads; 0 = one per core)   resume=true",
-        "  workers=N   independent stages in N processes of `threads` each (ghn, scaling)",
+        "  workers=N   an experiment's independent stages in N processes at a time",
         f"  -m ... hydra/launcher={_choices(config_dir, 'hydra/launcher')}   sweep={_choices(config_dir, 'sweep')}",
         "  --cfg job   print the composed config and stop",
         "",

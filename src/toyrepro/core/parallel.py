@@ -88,12 +88,13 @@ def side_by_side(ctx, fn: Callable[..., Any], calls: Sequence[tuple], cost: Sequ
     log.info("%d jobs of %s on %d worker processes, %d thread(s) each", len(calls), fn.__name__, workers, threads)
     results: list[Any] = [None] * len(calls)
     start = time.perf_counter()
-    ids = multiprocessing.get_context("spawn").Queue()
+    spawn = multiprocessing.get_context("spawn")
+    ids = spawn.Queue()  # each worker takes its number from here
     for k in range(workers):
         ids.put(k + 1)
     # the files this process logs to (Hydra's console.log, or the Python API's), for the workers to append to
     files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+    pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_start_worker,
                                initargs=(ctx, threads, ids, files or [str(ctx.run_dir / "console.log")]))
     try:
         futures = {pool.submit(_job, fn, calls[i]): i for i in order}

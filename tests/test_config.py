@@ -94,3 +94,33 @@ def test_slurm_launcher_composes_with_its_settings():
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
     for key in ("timeout_min", "mem_gb", "array_parallelism", "setup"):
         assert key in launcher
+
+
+def test_refused_resume_command_keeps_the_interrupted_run(tmp_path, cache_dir):
+    """A typo in `resume=true hydra.run.dir=<run>` is refused, and the run's checkpoints stay."""
+    run = tmp_path / "interrupted"
+    (run / "checkpoints" / "train").mkdir(parents=True)
+    (run / "checkpoints" / "train" / "last.ckpt").write_bytes(b"weights")
+    proc = run_cli(["experiment=gpt", "scale=smoke", "resume=true", f"hydra.run.dir={run}", "model.n_layer=0"],
+                   tmp_path, cache_dir, check=False)
+    assert proc.returncode == 2 and proc.stderr == "error: config error: model.n_layer must be >= 1 (got 0)\n"
+    assert (run / "checkpoints" / "train" / "last.ckpt").read_bytes() == b"weights"
+
+
+def test_run_dir_is_hydra_output_dir(tmp_path, cache_dir):
+    """`run_dir=D`: Hydra's `.hydra/` and `console.log` land in D, and no dated dir appears under runs/."""
+    cwd, mine = tmp_path / "cwd", tmp_path / "mine"
+    cwd.mkdir()
+    run_cli(["experiment=lre", "scale=smoke", f"run_dir={mine}", "logger=csv"], cwd, cache_dir)
+    assert (mine / "scorecard.json").exists() and (mine / ".hydra" / "config.yaml").exists()
+    assert "scorecard: " in (mine / "console.log").read_text()
+    assert not (cwd / "runs").exists(), "nothing written under the default runs/ dir"
+
+
+def test_run_dir_in_a_sweep_is_refused(tmp_path, cache_dir):
+    proc = run_cli(["-m", "experiment=gpt", "scale=smoke", f"run_dir={tmp_path / 'x'}", "seed=0,1"],
+                   tmp_path, cache_dir, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: run_dir= names one run's directory, but a sweep (-m) runs many jobs; drop "
+                           "run_dir= and set hydra.sweep.dir=<dir> (each job gets a subdir of it)\n")
+    assert run_dirs(tmp_path) == []

@@ -43,8 +43,18 @@ if not OmegaConf.has_resolver("run_suffix"):
 schema.register()
 
 
+HYDRA_START_FILES = {".hydra", "console.log"}  # what Hydra writes into the run dir before the job starts
+
+
+def only_hydra_start_files(run_dir: Path) -> bool:
+    """True when the run dir holds nothing but what Hydra wrote for this job: a refused job may
+    remove it. An existing run's dir named for `resume=true` holds checkpoints, metrics or a
+    scorecard as well, and a typo in the resume command must not delete them."""
+    return run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_START_FILES
+
+
 def _fail(msg: str, run_dir: Path | None = None, remove: bool = False) -> None:
-    if run_dir is not None and remove and not (run_dir / "scorecard.json").exists():
+    if run_dir is not None and remove and only_hydra_start_files(run_dir):
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
     print(f"error: {msg}", file=sys.stderr)
@@ -137,6 +147,21 @@ def _with_search_path(argv: list[str]) -> list[str]:
     return [*argv, "hydra.searchpath=[" + ",".join(paths) + "]"]
 
 
+def _with_run_dir(argv: list[str]) -> list[str]:
+    """`run_dir=D` also makes D Hydra's output dir, so that `.hydra/` and `console.log` land in
+    the run dir, not in a second, dated one under runs/. A sweep gives each job its own dir
+    (`hydra.sweep.dir`), so there one `run_dir` for all its jobs is refused."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("run_dir=")]
+    if not given:
+        return argv
+    if any(a in ("-m", "--multirun") for a in argv):
+        _fail("run_dir= names one run's directory, but a sweep (-m) runs many jobs; drop run_dir= and "
+              "set hydra.sweep.dir=<dir> (each job gets a subdir of it)")
+    if any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    return [*argv, f"hydra.run.dir={given[-1]}"]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
@@ -147,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         from toyrepro.core.help import print_help
 
         return print_help(argv)
-    sys.argv = [sys.argv[0], *_with_search_path(argv)]
+    sys.argv = [sys.argv[0], *_with_search_path(_with_run_dir(argv))]
     _hydra_main()
 
 

@@ -115,17 +115,20 @@ def test_scaling_grid_on_two_workers_gives_the_one_process_numbers(tmp_path):
     assert len(list(two.glob("csv/*/metrics.csv"))) == 7  # every stage's metrics, written by the workers
 
 
-@pytest.mark.slow  # four smoke runs (~15 s each): make test-slow
-@pytest.mark.parametrize("experiment", ["ghn", "collapse"])
+@pytest.mark.slow  # six smoke runs (~15-25 s each): make test-slow
+@pytest.mark.parametrize("experiment", ["ghn", "collapse", "toolformer"])
 def test_smoke_run_on_two_workers_gives_the_same_scorecard(experiment, tmp_path):
-    """The experiments whose stages run side by side: their smoke scorecard is the one-process one."""
-    cards = []
+    """The experiments whose stages run side by side: their smoke scorecard is the one-process one
+    (and toolformer's Table 4, whose perplexities carry every digit, byte for byte)."""
+    cards, tables = [], []
     for w in (1, 2):
         (tmp_path / f"w{w}").mkdir()
         run_cli([f"experiment={experiment}", "scale=smoke", "logger=csv", "threads=1", f"workers={w}"],
                 tmp_path / f"w{w}", tmp_path / f"cache{w}")
         (d,) = run_dirs(tmp_path / f"w{w}")
         cards.append([(c["id"], c["value"], c["note"]) for c in scorecard(d)["claims"]])
+        tables.append((d / "results.json").read_text() if experiment == "toolformer" else "")
         if w == 2:
             assert "on 2 worker processes, 1 thread(s) each" in (d / "console.log").read_text()
     assert cards[0] == cards[1]
+    assert tables[0] == tables[1]

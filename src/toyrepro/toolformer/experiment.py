@@ -27,9 +27,8 @@ from toyrepro.toolformer.corpus import CharTokenizer
 from toyrepro.toolformer.evaluation import grid_figure, grid_markdown
 from toyrepro.toolformer.stages import (
     annotate_calls,
-    evaluate,
     filter_calls,
-    finetune,
+    finetune_and_evaluate_all,
     load_model,
     make_corpora,
     table4,
@@ -75,13 +74,8 @@ def run(ctx: RunContext) -> None:
     card.record("filter_precision", filt.precision,
                 f"raw candidates {filt.raw_rate:.3f}; kept {len(filt.kept)} of {len(scored)} unique candidates")
     card.record("future_leak", filt.leak_rate, f"{filt.leaks} of {len(filt.kept)} kept calls")
-    models = finetune(ctx, tok, model_cfg, m0_path, data, scored, filt.kept)   # M*, M0 + CC, unfiltered
-    results, grids = evaluate(ctx, tok, data, {                     # Table 4's rows: (model, API on)
-        "M0": (m0, False), "M0 (with API)": (m0, True), "M0 + CC": (models["finetune_cc"], False),
-        "M* (API disabled)": (models["finetune_toolformer"], False),
-        "M* (Toolformer)": (models["finetune_toolformer"], True),
-        "M* unfiltered": (models["finetune_unfiltered"], True),
-    })
+    results, grids = finetune_and_evaluate_all(                     # M*, M0 + CC, unfiltered; Table 4's rows
+        ctx, tok, model_cfg, m0_path, data, scored, filt.kept)
 
     n_q = f"{len(data.claim_questions)} questions"
     tool, tool_off = results["M* (Toolformer)"], results["M* (API disabled)"]

@@ -189,75 +189,107 @@ def augmented_texts(docs: list[Doc], calls: dict[int, list[Candidate]]) -> list[
     return out
 
 
-def finetune(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, m0_path: Path, data: Corpora,
-             scored: list[Scored], kept: list[Scored]) -> dict[str, GPT]:
-    """M0 fine-tuned on C* (= M*), on C without calls (GPT-J + CC) and on one unfiltered call per document."""
-    cfg, tc = ctx.cfg, ctx.cfg.toolformer
+def finetune_datasets(seed: int, data: Corpora, scored: list[Scored], kept: list[Scored]) -> dict[str, list[str]]:
+    """The three fine-tuning sets: C* (kept calls; M*), C without calls (GPT-J + CC), and C with one
+    unfiltered call per document that has candidates (our ablation)."""
     docs = data.annotate
-    rng = random.Random(40_009 + cfg.seed)
+    rng = random.Random(40_009 + seed)
     by_doc: dict[int, list[Candidate]] = {}
     for s in scored:
         by_doc.setdefault(s.cand.doc, []).append(s.cand)
-    datasets = {
+    return {
         "finetune_cc": [d.text for d in docs],
         "finetune_toolformer": augmented_texts(docs, {d: [s.cand for s in kept if s.cand.doc == d]
                                                       for d in {s.cand.doc for s in kept}}),
         "finetune_unfiltered": augmented_texts(docs, {d: [rng.choice(cs)] for d, cs in sorted(by_doc.items())}),
     }
-    models: dict[str, GPT] = {}
-    for stage, texts in datasets.items():
-        model = load_model(model_cfg, m0_path).train()
+
+
+# Table 4's rows, in order: (the fine-tune the model comes from, or None for M0; API on)
+ROWS = {"M0": (None, False), "M0 (with API)": (None, True), "M0 + CC": ("finetune_cc", False),
+        "M* (API disabled)": ("finetune_toolformer", False), "M* (Toolformer)": ("finetune_toolformer", True),
+        "M* unfiltered": ("finetune_unfiltered", True)}
+ROW_COST = 100  # one row's evaluation in fine-tuning steps (quick: ~5 s against ~70 s for 1200 steps)
+
+
+def model_jobs(datasets: dict[str, list[str]]) -> list[tuple[str | None, list[str], list[str]]]:
+    """One job per model: (fine-tune stage or None for M0, its texts, its Table 4 rows)."""
+    return [(stage, datasets.get(stage, []), [r for r, (src, _) in ROWS.items() if src == stage])
+            for stage in (None, *datasets)]
+
+
+def job_cost(ctx: RunContext, job: tuple) -> float:
+    stage, _, rows = job
+    return (ctx.cfg.toolformer.finetune_steps if stage else 0) + ROW_COST * len(rows)
+
+
+def finetune_and_evaluate(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, m0_path: Path,
+                          data: Corpora, stage: str | None, texts: list[str], rows: list[str]
+                          ) -> dict[str, tuple[dict, list]]:
+    """One model's part of the run (a job of `ctx.side_by_side`): M0 fine-tuned on `texts` in Lightning
+    stage `stage` (§2 "Model Finetuning"; M0 itself when `stage` is None), then its Table 4 `rows`.
+    Each fine-tune starts from the saved M0 and draws seeded windows, so the jobs do not depend on
+    each other or on the order they run in."""
+    model = load_model(model_cfg, m0_path)
+    if stage is not None:
+        model.train()
         log.info("%s: %d documents, e.g. %r", stage, len(texts), next((t for t in texts if "[" in t), texts[0]))
-        train_lm(ctx, model, tok, texts, [d.text for d in data.held_out], stage, tc.finetune_steps, lr=tc.finetune_lr)
-        models[stage] = model.eval()
-    return models
+        train_lm(ctx, model, tok, texts, [d.text for d in data.held_out], stage, ctx.cfg.toolformer.finetune_steps,
+                 lr=ctx.cfg.toolformer.finetune_lr)
+        model.eval()
+    return {row: evaluate_row(ctx, tok, data, row, model, ROWS[row][1]) for row in rows}
 
 
 ENTRY_THRESHOLDS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]  # entry-rule sweep (decoding.py)
 
 
-def evaluate(ctx: RunContext, tok: CharTokenizer, data: Corpora, rows: dict[str, tuple[GPT, bool]]
-             ) -> tuple[dict[str, dict], dict[str, list]]:
-    """Table 4: each (model, API on/off) on the held-out questions, by operation and digits, the
-    same questions in the held-out template, non-arithmetic prompts, and held-out perplexity.
-    For rows with the API, also the entry-rule sweep: call rates for every threshold in
-    `ENTRY_THRESHOLDS` from one decode with min_p = inf, which never enters a call but records
-    each input's entry score (`decoding.entry_curve`)."""
+def evaluate_row(ctx: RunContext, tok: CharTokenizer, data: Corpora, name: str, model: GPT, api: bool
+                 ) -> tuple[dict, list]:
+    """One row of Table 4: the model (API on or off) on the held-out questions, by operation and
+    digits, the same questions in the held-out template, non-arithmetic prompts, and held-out
+    perplexity. With the API, also the entry-rule sweep: call rates for every threshold in
+    `ENTRY_THRESHOLDS` from one decode with min_p = inf, which never enters a call but records each
+    input's entry score (`decoding.entry_curve`). Returns (the row's results, its accuracy grid)."""
     tc = ctx.cfg.toolformer
     claim_qs, grid_qs, tmpl_qs = data.claim_questions, data.grid_questions, data.template_questions
     parts = {"claim": [q.prompt for q in claim_qs], "grid": [q.prompt for q in grid_qs],
              "template": [q.prompt for q in tmpl_qs], "text": list(data.text_prompts)}
-    prompts = [p for ps in parts.values() for p in ps]
-    val_texts = [d.text for d in data.held_out]
-    results, grids = {}, {}
+    outs = decode(model, tok, [p for ps in parts.values() for p in ps], api, tc.decode_top_k, tc.max_new_tokens,
+                  tc.eval_batch, tc.decode_min_p)
+    o, s = {}, 0
+    for part, ps in parts.items():
+        o[part], s = outs[s : s + len(ps)], s + len(ps)
+    ppl = perplexity(model, tok, [d.text for d in data.held_out], tc.score_batch)
+    grid = accuracy_grid(grid_qs, o["grid"], tc.max_a_digits)
+    result = {"api": api, "accuracy": accuracy(claim_qs, o["claim"]), "call_rate": call_rate(o["claim"]),
+              "template_accuracy": accuracy(tmpl_qs, o["template"]),
+              "template_call_rate": call_rate(o["template"]), "text_call_rate": call_rate(o["text"]),
+              "grid_accuracy": accuracy(grid_qs, o["grid"]), "perplexity": ppl,
+              **{f"grid_{OP_NAMES[op]}": float(np.nanmean(row)) for op, row in zip(OPS, grid)},
+              "example": parts["claim"][0] + o["claim"][0].text.rstrip("\n"),
+              "template_example": parts["template"][0] + o["template"][0].text.rstrip("\n"),
+              "text_example": parts["text"][0] + o["text"][0].text.rstrip("\n")}
+    if api:  # the same prompts with min_p = inf (no call entered): p_enter for every threshold at once
+        probe = decode(model, tok, parts["claim"] + parts["text"], True, tc.decode_top_k,
+                       tc.max_new_tokens, tc.eval_batch, min_p=float("inf"))
+        n = len(parts["claim"])
+        result["entry_sweep"] = {"thresholds": ENTRY_THRESHOLDS, "claim": entry_curve(probe[:n], ENTRY_THRESHOLDS),
+                                 "text": entry_curve(probe[n:], ENTRY_THRESHOLDS)}
+    log.info("evaluate %-18s %s", name, result)
+    return result, grid
 
-    def split(outs: list) -> dict[str, list]:
-        out, s = {}, 0
-        for name, ps in parts.items():
-            out[name], s = outs[s : s + len(ps)], s + len(ps)
-        return out
 
-    for name, (model, api) in rows.items():
-        o = split(decode(model, tok, prompts, api, tc.decode_top_k, tc.max_new_tokens, tc.eval_batch,
-                         tc.decode_min_p))
-        ppl = perplexity(model, tok, val_texts, tc.score_batch)
-        grids[name] = accuracy_grid(grid_qs, o["grid"], tc.max_a_digits)
-        results[name] = {"api": api, "accuracy": accuracy(claim_qs, o["claim"]), "call_rate": call_rate(o["claim"]),
-                         "template_accuracy": accuracy(tmpl_qs, o["template"]),
-                         "template_call_rate": call_rate(o["template"]), "text_call_rate": call_rate(o["text"]),
-                         "grid_accuracy": accuracy(grid_qs, o["grid"]), "perplexity": ppl,
-                         **{f"grid_{OP_NAMES[op]}": float(np.nanmean(row)) for op, row in zip(OPS, grids[name])},
-                         "example": parts["claim"][0] + o["claim"][0].text.rstrip("\n"),
-                         "template_example": parts["template"][0] + o["template"][0].text.rstrip("\n"),
-                         "text_example": parts["text"][0] + o["text"][0].text.rstrip("\n")}
-        if api:  # the same prompts with min_p = inf (no call entered): p_enter for every threshold at once
-            probe = decode(model, tok, parts["claim"] + parts["text"], True, tc.decode_top_k,
-                           tc.max_new_tokens, tc.eval_batch, min_p=float("inf"))
-            n = len(parts["claim"])
-            results[name]["entry_sweep"] = {"thresholds": ENTRY_THRESHOLDS,
-                                            "claim": entry_curve(probe[:n], ENTRY_THRESHOLDS),
-                                            "text": entry_curve(probe[n:], ENTRY_THRESHOLDS)}
-        log.info("evaluate %-18s %s", name, results[name])
+def finetune_and_evaluate_all(ctx: RunContext, tok: CharTokenizer, model_cfg: GPTConfig, m0_path: Path,
+                              data: Corpora, scored: list[Scored], kept: list[Scored]
+                              ) -> tuple[dict[str, dict], dict[str, list]]:
+    """The three fine-tunes and Table 4 (its rows in `ROWS` order, and their accuracy grids). The four
+    models' jobs are independent: with `workers` > 1 they run side by side (`core/parallel.py`)."""
+    jobs = model_jobs(finetune_datasets(ctx.cfg.seed, data, scored, kept))
+    done: dict[str, tuple[dict, list]] = {}
+    for out in ctx.side_by_side(finetune_and_evaluate, [(tok, model_cfg, m0_path, data, *job) for job in jobs],
+                                cost=[job_cost(ctx, job) for job in jobs]):
+        done |= out
+    results, grids = {r: done[r][0] for r in ROWS}, {r: done[r][1] for r in ROWS}
     for k, r in enumerate(results.values()):
         ctx.log_metrics("evaluate", {f"eval/{key}": float(v) for key, v in r.items()
                                      if isinstance(v, (int, float))}, step=k)

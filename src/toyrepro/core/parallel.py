@@ -1,7 +1,8 @@
 """Independent jobs of one run side by side, in worker processes (the config's `workers`).
 
 Some experiments train pieces that do not depend on each other: the hypernetworks and Adam
-baselines of `ghn`, the 24 grid points of `scaling`, the two GPT chains of `collapse`. Their
+baselines of `ghn`, the 24 grid points of `scaling`, the two GPT chains of `collapse`, the three
+fine-tunes of `toolformer` and the evaluation of each of its models. Their
 models are too small to keep a second core busy (a 2-layer, 16-wide GPT gains nothing from a
 second thread), so on a 2-core machine two of them at a time, one thread each, finish sooner
 (scaling's grid: 1.7x; the CPU time of each job grows by ~20-30 % when two share the machine):

@@ -11,7 +11,9 @@
 Each stage is one function of `toolformer/stages.py`. M0 and the scored candidates are
 stage artefacts cached by the hash of what determines them (`core.stage.cached_stage`), so a
 sweep over τ_f or the fine-tuning reuses them; the three fine-tunes run in every run (they
-are cheap and give each run its checkpoints).
+are cheap and give each run its checkpoints). Each model's fine-tune and Table 4 rows are one
+job (`stages.finetune_and_evaluate`): the four jobs do not depend on each other, and the preset
+runs them two at a time (`workers: 2`, one thread each; bitwise the numbers of `workers=1`).
 Deviations from the paper are named in each module's docstring and in
 experiments/toolformer/README.md.
 """

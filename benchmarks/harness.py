@@ -25,11 +25,13 @@ RESULTS = Path(os.environ.get("TOYREPRO_BENCH_RESULTS") or Path(__file__).resolv
 
 
 def machine() -> dict:
+    from toyrepro.core.machine import describe
+
+    m = describe()
     return {
-        "machine": platform.node(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()), "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "machine": platform.node(), "processor": m["cpu"], "cpu_flags": m["cpu_flags"],
+        "cpus": m["cpus"], "torch_threads": m["torch_threads"],
+        "load_average": list(os.getloadavg()), "torch": m["torch"], "device": m["gpu"] or "cpu",
     }
 
 

@@ -8,9 +8,11 @@ experiments whose smoke loads SmolLM2 (135M parameters, converted from its GGUF:
 import math
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 import toyrepro
+from toyrepro.core.machine import describe
 
 from conftest import (
     EXPERIMENTS,
@@ -34,6 +36,9 @@ def smoke(experiment: str, cwd) -> dict:
     card = scorecard(run_dir)
     assert card["experiment"] == experiment and card["seed"] == 3 and card["scale"] == "smoke"
     assert card["config"]["name"] == experiment, "the resolved config is in the scorecard"
+    assert card["machine"] == describe() | {"torch_threads": card["machine"]["torch_threads"]}, \
+        "the scorecard names the machine (CPU model and flags, torch) it was measured on"
+    assert card["machine"]["cpu"] and card["machine"]["torch"] == torch.__version__
     assert card["claims"], "an experiment declares claims"
     # every claim the quick scale scores is computed at smoke too (full-only ones, such as
     # rlhf's sweep comparison, may need the full run; a claim left unmeasured on purpose says

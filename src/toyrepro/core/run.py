@@ -157,8 +157,10 @@ class RunContext:
         """Write the scorecard (last), print it, put it in the W&B summary and TensorBoard's
         HPARAMS tab (the run's swept keys and seed, its claims as metrics), end the loggers."""
         from toyrepro.core.logging import is_global_zero, log_scorecard_hparams, sweep_hparams
+        from toyrepro.core.machine import describe
 
         scorecard.config = self.config_dict
+        scorecard.machine = describe()
         summary = {f"claim/{c.id}": c.value for c in scorecard.claims} | {
             f"claim/{c.id}/passed": c.passed for c in scorecard.claims
         } | {"scorecard/passed": scorecard.passed}

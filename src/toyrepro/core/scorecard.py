@@ -60,6 +60,7 @@ class Scorecard:
     config: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     failure: str | None = None  # set when the run stopped early (e.g. a NaN loss)
+    machine: dict[str, Any] = field(default_factory=dict)  # what it ran on (core/machine.py)
 
     def declare(self, claims: Iterable[Claim]) -> Scorecard:
         self.claims.extend(claims)
@@ -102,6 +103,7 @@ class Scorecard:
             "claims": [asdict(c) | {"scales": list(c.scales)} for c in self.claims],
             "failure": self.failure,
             "passed": self.passed,
+            "machine": self.machine,
         }
 
     def write(self, run_dir: str | Path) -> Path:

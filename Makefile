@@ -60,9 +60,8 @@ test-quick: setup
 	$(BIN)/python benchmarks/time_to_scorecard.py --check $(EXPERIMENTS)  # EXPERIMENTS="gpt lre": a subset
 
 # What .ci/run gates on: the experiments whose seed-0 quick scorecard passes and that fit CI's time
-# together (gpt, lre, lre_smollm2, scaling_point, liquid: 11:48 wall, 2026-12-07, all passing; collapse and
-# compression since 2026-12-07: benchmarks/RESULTS.md section 8). Figures go to a scratch folder, not
-# benchmarks/results/.
+# together (gpt, lre, lre_smollm2, scaling_point, liquid, collapse, compression: 21:10 wall, 2026-12-07, all
+# passing; benchmarks/RESULTS.md section 8). Figures go to a scratch folder, not benchmarks/results/.
 QUICK_CI = gpt lre lre_smollm2 scaling_point liquid collapse compression
 test-quick-ci: setup
 	TOYREPRO_BENCH_RESULTS=$$(mktemp -d) $(BIN)/python benchmarks/time_to_scorecard.py --check $(QUICK_CI)

@@ -142,8 +142,10 @@ def log_scorecard_hparams(logger_cfg: dict[str, Any], hparams: dict[str, Any], m
 def quiet_frameworks() -> None:
     """The console shows the suite's progress and results, not framework chatter: Lightning's
     device banners and its advert for a hosted logger (INFO from `rank_zero`), matplotlib's
-    font-cache notice, and a deprecation warning torch raises inside Lightning's own code.
-    Lightning's warnings and errors still show."""
+    font-cache notice, a deprecation warning torch raises inside Lightning's own code, and
+    Lightning's hint to prepend `srun` wherever Slurm is installed (a run outside a Slurm job is
+    meant to be one; the suite's Slurm jobs go through submitit, slurm/README.md).
+    Lightning's other warnings and errors still show."""
     import logging
     import warnings
 
@@ -151,3 +153,4 @@ def quiet_frameworks() -> None:
                  "matplotlib.font_manager"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
